@@ -1,0 +1,114 @@
+"""The container every reader produces and every model consumes.
+
+``Observations`` holds one row per star and one column per vocabulary name: a value
+(NaN = not observed), an uncertainty (NaN = unknown) and an optional star identifier.
+Missing values are ordinary data; impossible values are errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..vocab import COLOURS, NAMES, VOCAB, index_of
+
+__all__ = ["Observations", "InvalidValueError"]
+
+
+class InvalidValueError(ValueError):
+    """A value outside the physically valid range of its quantity."""
+
+
+@dataclass
+class Observations:
+    """Values and uncertainties of vocabulary quantities for a batch of stars.
+
+    values, errors: float32 arrays (n_stars, len(NAMES)); NaN means absent / unknown.
+    ids: optional int64 Gaia source ids (n_stars,), used for the train/test split.
+    """
+
+    values: np.ndarray
+    errors: np.ndarray
+    ids: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # pass-through columns
+
+    def __post_init__(self) -> None:
+        shape = (self.values.shape[0], len(NAMES))
+        if self.values.shape != shape or self.errors.shape != shape:
+            raise ValueError(f"values and errors must have shape (n_stars, {len(NAMES)}), "
+                             f"got {self.values.shape} and {self.errors.shape}")
+        self.values = _clean(self.values)
+        self.errors = _clean(self.errors)
+        self.errors[~np.isfinite(self.values)] = np.nan
+        self.errors[self.errors < 0] = np.nan
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    @classmethod
+    def empty(cls, n_stars: int) -> "Observations":
+        nan = np.full((n_stars, len(NAMES)), np.nan, np.float32)
+        return cls(nan, nan.copy())
+
+    def set(self, name: str, values, errors=None) -> None:
+        """Fill one quantity (by name or alias) for all stars."""
+        (i,) = index_of(name)
+        self.values[:, i] = _clean(np.asarray(values, np.float64).reshape(-1))
+        if errors is not None:
+            self.errors[:, i] = _clean(np.asarray(errors, np.float64).reshape(-1))
+
+    def column(self, name: str) -> np.ndarray:
+        (i,) = index_of(name)
+        return self.values[:, i]
+
+    def select(self, rows) -> "Observations":
+        """A subset of stars (boolean mask or indices)."""
+        return Observations(
+            self.values[rows], self.errors[rows],
+            None if self.ids is None else self.ids[rows],
+            {k: v[rows] for k, v in self.extra.items()},
+        )
+
+    def only(self, names) -> "Observations":
+        """The same stars with every quantity except ``names`` removed (set absent)."""
+        keep = np.zeros(len(NAMES), bool)
+        keep[index_of(list(names))] = True
+        values, errors = self.values.copy(), self.errors.copy()
+        values[:, ~keep] = np.nan
+        errors[:, ~keep] = np.nan
+        return Observations(values, errors, self.ids, dict(self.extra))
+
+    def derive_colours(self) -> "Observations":
+        """Fill absent colours (bp_rp, j_h, j_k) from their two magnitudes where both exist."""
+        for colour, (a, b) in COLOURS.items():
+            (ic,), (ia,), (ib,) = index_of(colour), index_of(a), index_of(b)
+            fill = np.isnan(self.values[:, ic])
+            self.values[fill, ic] = self.values[fill, ia] - self.values[fill, ib]
+            err = np.hypot(self.errors[fill, ia], self.errors[fill, ib])
+            self.errors[fill, ic] = err
+        return self
+
+    def validate(self) -> "Observations":
+        """Raise :class:`InvalidValueError` naming the first star row and field out of range."""
+        if len(self) == 0:
+            raise ValueError("the table holds no stars (0 rows)")
+        if not np.isfinite(self.values).any():
+            raise ValueError("no usable value: every quantity of every star is missing")
+        for i, token in enumerate(VOCAB):
+            v = self.values[:, i]
+            bad = np.flatnonzero((v < token.low) | (v > token.high))
+            if bad.size:
+                row = int(bad[0])
+                raise InvalidValueError(
+                    f"row {row}: {token.name} = {v[row]:g} {token.unit} is outside the valid "
+                    f"range [{token.low:g}, {token.high:g}] ({bad.size} such row(s)); "
+                    "check the column's units")
+        return self
+
+
+def _clean(a: np.ndarray) -> np.ndarray:
+    """float32 copy with inf turned into NaN (= missing)."""
+    a = np.array(a, dtype=np.float32, copy=True)
+    a[~np.isfinite(a)] = np.nan
+    return a

@@ -1,0 +1,178 @@
+"""Read any table (FITS, CSV, Parquet, ECSV, astropy, pandas, dict) into Observations.
+
+Columns are matched to the vocabulary by name or alias, case-insensitively. An error
+column is ``<name>_err`` or ``<name>_error``. A 2-D column ``flux`` (with
+``flux_error``) of 343 pixels is a Gaia XP sampled spectrum on the 336-1020 nm grid;
+each star's spectrum is divided by its median over the present pixels (the library
+convention), while ``xp_<nm>`` columns are taken as already normalised. Colours absent
+from the table are derived from their magnitudes. Unknown columns are ignored with one
+warning that names them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..vocab import XP_NAMES, index_of, resolve
+from .observations import Observations
+
+__all__ = ["read_table", "from_columns", "TableError"]
+
+ID_COLUMNS = ("source_id", "gaiaedr3_source_id", "gaiadr3_source_id", "gaia_source_id")
+SPECTRUM_COLUMNS = ("flux", "xp_flux", "xp_sampled")
+PASS_THROUGH = ("apogee_id", "medflux", "snr", "ra", "dec", "row")
+
+
+class TableError(ValueError):
+    """A table that cannot be turned into observations (unreadable, empty, wrong shape)."""
+
+
+def read_table(source: Any) -> Observations:
+    """Observations from a file path, astropy Table, pandas DataFrame or dict of columns."""
+    return from_columns(_columns(source))
+
+
+def _columns(source: Any) -> dict[str, np.ndarray]:
+    if isinstance(source, (str, Path)):
+        return _read_file(Path(source))
+    if isinstance(source, Mapping):
+        return {str(k): _as_array(v) for k, v in source.items()}
+    if hasattr(source, "colnames"):  # astropy Table
+        return {name: _as_array(source[name]) for name in source.colnames}
+    if hasattr(source, "columns") and hasattr(source, "to_numpy"):  # pandas DataFrame
+        return {str(name): _as_array(source[name].to_numpy()) for name in source.columns}
+    raise TableError(f"cannot read observations from a {type(source).__name__}; give a file "
+                     "path, an astropy Table, a pandas DataFrame or a dict of columns")
+
+
+def _read_file(path: Path) -> dict[str, np.ndarray]:
+    if not path.exists():
+        raise TableError(f"{path}: no such file")
+    suffixes = "".join(path.suffixes).lower()
+    try:
+        if suffixes.endswith((".parquet", ".pq")):
+            import pandas as pd
+
+            return _columns(pd.read_parquet(path))
+        from astropy.table import Table
+
+        fmt = "ascii.csv" if suffixes.endswith((".csv", ".csv.gz")) else None
+        table = Table.read(path, format=fmt) if fmt else Table.read(path)
+    except Exception as exc:  # corrupt or foreign file: say which file, not where it broke
+        raise TableError(f"{path}: cannot be read as a table ({type(exc).__name__}: {exc})") \
+            from None
+    return _columns(table)
+
+
+def _as_array(column: Any) -> np.ndarray:
+    """A column as a float or object array, masked entries as NaN."""
+    if np.ma.isMaskedArray(column) or hasattr(column, "mask"):
+        data = np.ma.asarray(column)
+        if data.dtype.kind in "fiu":
+            return np.ma.filled(data.astype(np.float64), np.nan)
+        return np.ma.filled(data, None)
+    return np.asarray(column)
+
+
+def from_columns(columns: Mapping[str, np.ndarray]) -> Observations:
+    """Observations from named columns; see the module docstring for the matching rules."""
+    columns = dict(columns)
+    n_rows = _row_count(columns)
+    obs = Observations.empty(n_rows)
+    unknown = []
+    lower = {name.lower(): name for name in columns}
+    for name, column in columns.items():
+        key = name.lower()
+        if key in ID_COLUMNS:
+            obs.ids = np.asarray(column).astype(np.int64)
+        elif key in SPECTRUM_COLUMNS:
+            errors = next((columns[lower[k + s]] for k in [key] for s in ("_error", "_err")
+                           if k + s in lower), None)
+            _set_spectrum(obs, name, column, errors)
+        elif key.endswith(("_error", "_err")) and (
+                key.rsplit("_err", 1)[0] in SPECTRUM_COLUMNS):
+            continue  # read together with its spectrum
+        elif key.endswith(("_error", "_err")) and resolve(_base(key)):
+            (i,) = index_of(_base(key))
+            obs.errors[:, i] = _numeric(name, column, n_rows)
+        elif resolve(key):
+            (i,) = index_of(key)
+            obs.values[:, i] = _numeric(name, column, n_rows)
+        elif key in PASS_THROUGH:
+            obs.extra[key] = np.asarray(column)
+        else:
+            unknown.append(name)
+    if unknown:
+        warnings.warn(f"ignoring {len(unknown)} column(s) that are not probstar quantities: "
+                      f"{', '.join(unknown)}", stacklevel=3)
+    obs = Observations(obs.values, obs.errors, obs.ids, obs.extra)  # re-clean inf / NaN
+    return obs.derive_colours().validate()
+
+
+def _base(key: str) -> str:
+    return key[: -len("_error")] if key.endswith("_error") else key[: -len("_err")]
+
+
+def _row_count(columns: Mapping[str, np.ndarray]) -> int:
+    if not columns:
+        raise TableError("the table has no columns")
+    lengths = {len(np.asarray(c)) for c in columns.values()}
+    if len(lengths) != 1:
+        raise TableError(f"columns have different lengths: {sorted(lengths)}")
+    n = lengths.pop()
+    if n == 0:
+        raise TableError("the table holds no stars (0 rows)")
+    return n
+
+
+def _numeric(name: str, column: np.ndarray, n_rows: int) -> np.ndarray:
+    column = np.asarray(column)
+    if column.ndim != 1:
+        raise TableError(f"column {name!r} must hold one number per star, got shape "
+                         f"{column.shape}")
+    try:
+        return column.astype(np.float64)
+    except (TypeError, ValueError):
+        bad = next(i for i, v in enumerate(column) if not _is_number(v))
+        raise TableError(f"row {bad}: column {name!r} holds {column[bad]!r}, not a number") \
+            from None
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return v is None
+
+
+def _set_spectrum(obs: Observations, name: str, flux, flux_error) -> None:
+    flux = _spectrum_array(name, flux)
+    cols = index_of(list(XP_NAMES))
+    median = np.nanmedian(np.where(np.isfinite(flux), flux, np.nan), axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        median = np.where(median > 0, median, np.nan)  # a spectrum with no positive median
+        obs.values[:, cols] = flux / median
+        if flux_error is not None:
+            obs.errors[:, cols] = _spectrum_array(name + "_error", flux_error) / median
+
+
+def _spectrum_array(name: str, column) -> np.ndarray:
+    if isinstance(column, np.ndarray) and column.dtype == object:
+        try:
+            column = np.stack([np.asarray(row, np.float64) for row in column])
+        except ValueError:
+            lengths = sorted({len(np.atleast_1d(r)) for r in column})
+            raise TableError(f"column {name!r}: spectra of different lengths {lengths}; "
+                             f"expected {len(XP_NAMES)} pixels (336-1020 nm, 2 nm steps)") \
+                from None
+    column = np.asarray(column, np.float64)
+    if column.ndim != 2 or column.shape[1] != len(XP_NAMES):
+        raise TableError(f"column {name!r} has shape {column.shape}; a Gaia XP sampled "
+                         f"spectrum needs {len(XP_NAMES)} pixels per star (336-1020 nm in "
+                         "2 nm steps)")
+    return column
