@@ -13,6 +13,7 @@ from 336 to 1020 nm, divided by the star's median flux over those pixels, as in 
 from __future__ import annotations
 
 import difflib
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,8 +142,10 @@ class Normalization:
     @classmethod
     def fit(cls, values: np.ndarray) -> "Normalization":
         """Median and MAD-std of each column of ``values`` (n_stars, len(NAMES)), NaN-aware."""
-        loc = np.nanmedian(values, axis=0)
-        scale = 1.4826 * np.nanmedian(np.abs(values - loc), axis=0)
+        with warnings.catch_warnings():  # a name with no training value: all-NaN column
+            warnings.simplefilter("ignore", RuntimeWarning)
+            loc = np.nanmedian(values, axis=0)
+            scale = 1.4826 * np.nanmedian(np.abs(values - loc), axis=0)
         never_seen = ~np.isfinite(loc)
         loc = np.where(never_seen, 0.0, loc)
         scale = np.where(~np.isfinite(scale) | (scale <= 0), 1.0, scale)

