@@ -138,8 +138,13 @@ def normalized_tensors(obs: Observations, norm: Normalization,
 
 
 def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_dir: str | Path,
-          resume: bool = False, data_hash: str = "", progress: bool = True) -> Path:
-    """Train a network on ``train_obs``; checkpoints and a learning curve go to ``run_dir``."""
+          resume: bool = False, data_hash: str = "", progress: bool = True,
+          stop_after: int | None = None) -> Path:
+    """Train a network on ``train_obs``; checkpoints and a learning curve go to ``run_dir``.
+
+    ``stop_after`` ends this call after that many epochs (a checkpoint is written), as an
+    interruption would; ``resume=True`` later continues the same schedule.
+    """
     from .query import Model  # evaluation uses the public question API
 
     run_dir = Path(run_dir)
@@ -187,7 +192,8 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
     best = state["best"] if state is not None else float("inf")
     bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, disable=not progress,
                desc="training", unit="step", dynamic_ncols=True)
-    for epoch in range(start_epoch, cfg.epochs):
+    end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    for epoch in range(start_epoch, end_epoch):
         net.train()
         t0, seen = time.perf_counter(), 0
         order = torch.randperm(n, generator=g, device=device)
@@ -212,8 +218,7 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}",
                                 stars_s=f"{seen / (time.perf_counter() - t0):.0f}")
         elapsed = time.perf_counter() - t0
-        last = epoch + 1 == cfg.epochs
-        if (epoch + 1) % cfg.checkpoint_every == 0 or last:
+        if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == end_epoch:
             net.eval()
             scores = Model(net, norm, meta).scores(val_obs)
             record = {"epoch": epoch + 1, "train_loss": loss.item(), "epoch_seconds": elapsed,

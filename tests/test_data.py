@@ -128,22 +128,16 @@ def test_empty_and_useless_tables():
 
 # Known defects of tables.py, reported to the lead; remove the marks once fixed.
 
-@pytest.mark.xfail(strict=True, reason="tables._spectrum_array: a None spectrum in an object "
-                   "column (pandas/Parquet) raises 'different lengths [1, 343]'")
 def test_none_spectrum_is_missing():
     obs = read_table(pd.DataFrame({"flux": [smooth_spectra(1)[0], None], "teff": [5e3, 4e3]}))
     assert np.isnan(obs.values[1, XP]).all()
 
 
-@pytest.mark.xfail(strict=True, reason="tables.from_columns: a missing (masked / NaN) or float "
-                   "source_id is cast to int64 silently (INT64_MIN, or a rounded id)")
 def test_bad_source_id_is_an_error():
     with pytest.raises(TableError, match="source_id"):
         read_table(pd.DataFrame({"source_id": [4295806720123456789, None], "teff": [5e3, 4e3]}))
 
 
-@pytest.mark.xfail(strict=True, reason="tables._as_array: np.ma.filled(str_column, None) fills "
-                   "masked strings with 'N/A' truncated to the column width ('N')")
 def test_masked_string_pass_through():
     from astropy.table import MaskedColumn
 
@@ -152,15 +146,11 @@ def test_masked_string_pass_through():
     assert obs.extra["apogee_id"][1] in (None, "")
 
 
-@pytest.mark.xfail(strict=True, reason="tables._row_count: len() of a scalar column raises a "
-                   "bare TypeError instead of TableError")
 def test_scalar_column_is_a_table_error():
     with pytest.raises(TableError):
         from_columns({"teff": 5000.0})
 
 
-@pytest.mark.xfail(strict=True, reason="tables._set_spectrum: np.nanmedian of a star without "
-                   "spectrum emits 'RuntimeWarning: All-NaN slice encountered'")
 def test_star_without_spectrum_is_quiet():
     flux = smooth_spectra(2)
     flux[1] = np.nan

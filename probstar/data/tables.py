@@ -72,9 +72,13 @@ def _as_array(column: Any) -> np.ndarray:
     """A column as a float or object array, masked entries as NaN."""
     if np.ma.isMaskedArray(column) or hasattr(column, "mask"):
         data = np.ma.asarray(column)
+        if not np.ma.getmaskarray(data).any():
+            return np.asarray(data.data)
         if data.dtype.kind in "fiu":
             return np.ma.filled(data.astype(np.float64), np.nan)
-        return np.ma.filled(data, None)
+        out = np.asarray(data.data, object)
+        out[np.ma.getmaskarray(data)] = None
+        return out
     return np.asarray(column)
 
 
@@ -88,7 +92,7 @@ def from_columns(columns: Mapping[str, np.ndarray]) -> Observations:
     for name, column in columns.items():
         key = name.lower()
         if key in ID_COLUMNS:
-            obs.ids = np.asarray(column).astype(np.int64)
+            obs.ids = _source_ids(name, column)
         elif key in SPECTRUM_COLUMNS:
             errors = next((columns[lower[k + s]] for k in [key] for s in ("_error", "_err")
                            if k + s in lower), None)
@@ -113,6 +117,18 @@ def from_columns(columns: Mapping[str, np.ndarray]) -> Observations:
     return obs.derive_colours().validate()
 
 
+def _source_ids(name: str, column: np.ndarray) -> np.ndarray:
+    """Integer source ids; a missing or non-integer id is an error (it decides the split)."""
+    column = np.asarray(column)
+    if column.dtype.kind in "iu":
+        return column.astype(np.int64)
+    bad = next((i for i, v in enumerate(column)
+                if not isinstance(v, (int, np.integer)) or isinstance(v, bool)), 0)
+    raise TableError(f"row {bad}: column {name!r} holds {column[bad]!r}; source ids must be "
+                     "integers with no missing value (a float column cannot hold 19-digit ids "
+                     "exactly)")
+
+
 def _base(key: str) -> str:
     return key[: -len("_error")] if key.endswith("_error") else key[: -len("_err")]
 
@@ -120,6 +136,9 @@ def _base(key: str) -> str:
 def _row_count(columns: Mapping[str, np.ndarray]) -> int:
     if not columns:
         raise TableError("the table has no columns")
+    scalar = next((name for name, c in columns.items() if np.ndim(c) == 0), None)
+    if scalar is not None:
+        raise TableError(f"column {scalar!r} must hold one value per star, got a single scalar")
     lengths = {len(np.asarray(c)) for c in columns.values()}
     if len(lengths) != 1:
         raise TableError(f"columns have different lengths: {sorted(lengths)}")
@@ -153,7 +172,9 @@ def _is_number(v: Any) -> bool:
 def _set_spectrum(obs: Observations, name: str, flux, flux_error) -> None:
     flux = _spectrum_array(name, flux)
     cols = index_of(list(XP_NAMES))
-    median = np.nanmedian(np.where(np.isfinite(flux), flux, np.nan), axis=1, keepdims=True)
+    with warnings.catch_warnings():  # a star without spectrum: an all-NaN row
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median = np.nanmedian(flux, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         median = np.where(median > 0, median, np.nan)  # a spectrum with no positive median
         obs.values[:, cols] = flux / median
@@ -161,10 +182,16 @@ def _set_spectrum(obs: Observations, name: str, flux, flux_error) -> None:
             obs.errors[:, cols] = _spectrum_array(name + "_error", flux_error) / median
 
 
+def _is_empty(cell: Any) -> bool:
+    """A table cell that holds no spectrum (None or a lone NaN)."""
+    return cell is None or (np.ndim(cell) == 0 and not np.isfinite(float(cell)))
+
+
 def _spectrum_array(name: str, column) -> np.ndarray:
     if isinstance(column, np.ndarray) and column.dtype == object:
         try:
-            column = np.stack([np.asarray(row, np.float64) for row in column])
+            column = np.stack([np.full(len(XP_NAMES), np.nan) if _is_empty(row)
+                               else np.asarray(row, np.float64) for row in column])
         except ValueError:
             lengths = sorted({len(np.atleast_1d(r)) for r in column})
             raise TableError(f"column {name!r}: spectra of different lengths {lengths}; "

@@ -163,8 +163,8 @@ class ProbStarNet(nn.Module):
         self.ln_out = nn.LayerNorm(c.dim)
         self.head = make_head(c.head, c.dim)
 
-    def encode(self, values: Tensor, sigmas: Tensor) -> tuple[Tensor, Tensor]:
-        """Normalised values / errors (B, V), NaN = absent -> memory (B, T, dim), absent (B, T)."""
+    def embed(self, values: Tensor, sigmas: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalised values / errors (B, V), NaN = absent -> tokens (B, T, dim), absent (B, T)."""
         feats, present = _features(values, sigmas, self.config.use_errors)
         scalar_tokens = self.scalars(feats[:, :N_SCALARS])
         region_tokens, region_present = self.regions(feats[:, N_SCALARS:],
@@ -173,9 +173,11 @@ class ProbStarNet(nn.Module):
         tokens = torch.cat([self.star.expand(b, -1, -1), scalar_tokens, region_tokens], 1)
         present = torch.cat([present.new_ones(b, 1), present[:, :N_SCALARS], region_present],
                             1)
-        absent = ~present
-        memory = self.ln_memory(self.encoder(tokens, src_key_padding_mask=absent))
-        return memory, absent
+        return tokens, ~present
+
+    def encode(self, tokens: Tensor, absent: Tensor) -> Tensor:
+        """Self-attention over the present tokens (order does not matter) -> memory."""
+        return self.ln_memory(self.encoder(tokens, src_key_padding_mask=absent))
 
     def decode(self, memory: Tensor, absent: Tensor, query: Tensor) -> Tensor:
         """Query scalar indices (Q,) -> features (B, Q, dim)."""
@@ -185,4 +187,5 @@ class ProbStarNet(nn.Module):
         return self.ln_out(q)
 
     def forward(self, values: Tensor, sigmas: Tensor, query: Tensor) -> Tensor:
-        return self.decode(*self.encode(values, sigmas), query)
+        tokens, absent = self.embed(values, sigmas)
+        return self.decode(self.encode(tokens, absent), absent, query)

@@ -1,0 +1,135 @@
+"""The public question (Python and CLI) and its answers to bad input."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from probstar import load_model, predict
+from probstar.cli import main
+from probstar.data import InvalidValueError, Observations, TableError
+from probstar.vocab import NAMES, UnknownNameError, index_of
+
+
+@pytest.fixture(scope="module")
+def model(tiny_run):
+    return load_model(tiny_run)
+
+
+def frame(stars: Observations, names=("teff", "bp_rp", "j_h", "j_k", "g")) -> pd.DataFrame:
+    return pd.DataFrame({n: stars.column(n) for n in names})
+
+
+def test_predict_columns_in_input_order(model, test_stars):
+    out = model.predict(test_stars, ["teff", "logg", "fe_h"])
+    for name in ("teff", "logg", "fe_h"):
+        for stat in ("median", "std", "q16", "q84"):
+            assert out[f"{name}_{stat}"].shape == (len(test_stars),)
+        assert np.all(out[f"{name}_q16"] < out[f"{name}_median"])
+        assert np.all(out[f"{name}_median"] < out[f"{name}_q84"])
+    # input order: predicting a reversed table reverses the answer
+    rev = model.predict(test_stars.select(slice(None, None, -1)), ["teff"])
+    np.testing.assert_allclose(rev["teff_median"][::-1], out["teff_median"], rtol=1e-5)
+
+
+def test_shuffled_columns_change_nothing(model, test_stars):
+    df = frame(test_stars.select(slice(0, 50)))
+    shuffled = df[list(np.random.default_rng(0).permutation(df.columns))]
+    a = model.predict(df, ["logg", "fe_h"])
+    b = model.predict(shuffled, ["logg", "fe_h"])
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5)
+
+
+def test_nan_and_inf_are_missing(model, test_stars):
+    df = frame(test_stars.select(slice(0, 20)))
+    without = model.predict(df.drop(columns=["g"]), ["logg"])
+    df["g"] = np.where(np.arange(20) % 2, np.nan, np.inf)
+    with_missing = model.predict(df, ["logg"])
+    np.testing.assert_allclose(with_missing["logg_median"], without["logg_median"], rtol=1e-5)
+
+
+def test_a_dict_of_scalars_is_one_star(model):
+    post = model.posterior({"teff": 4000.0}, ["logg"])
+    assert post.median().shape == (1, 1)
+    draws = post.sample(100, seed=0)
+    assert draws.shape == (100, 1, 1) and np.isfinite(draws).all()
+    assert np.isfinite(post.log_prob(np.array([[2.0]]))).all()
+
+
+def test_unknown_request_lists_close_matches(model, test_stars):
+    with pytest.raises(UnknownNameError, match="did you mean.*'logg'"):
+        model.predict(test_stars, ["logq"])
+    with pytest.raises(ValueError, match="empty"):
+        model.predict(test_stars, [])
+    with pytest.raises(ValueError, match="cannot predict 'xp_500'"):
+        model.predict(test_stars, ["xp_500"])
+
+
+def test_out_of_range_values_name_row_and_field(model):
+    with pytest.raises(InvalidValueError, match=r"row 1: teff = -5"):
+        model.predict({"teff": [4000.0, -5.0]}, ["logg"])
+    with pytest.raises(InvalidValueError, match=r"row 0: logg = 40"):
+        model.predict({"logg": [40.0]}, ["teff"])
+
+
+def test_empty_and_useless_tables(model):
+    with pytest.raises(TableError, match="0 rows"):
+        model.predict(pd.DataFrame({"teff": []}), ["logg"])
+    with pytest.warns(UserWarning, match="colour_of_hat"):
+        with pytest.raises(ValueError, match="no usable value"):
+            model.predict(pd.DataFrame({"colour_of_hat": [1.0, 2.0]}), ["logg"])
+
+
+def test_untrained_input_is_ignored_with_a_warning(model):
+    with pytest.warns(UserWarning, match="not trained with parallax"):
+        model.predict({"teff": [5000.0], "parallax": [1.0]}, ["logg"])
+
+
+def test_python_one_call(tiny_run, test_stars):
+    out = predict(test_stars.select(slice(0, 5)), "teff", model=tiny_run)
+    assert out["teff_median"].shape == (5,)
+
+
+def test_cli_predict_round_trip(tiny_run, tmp_path, capsys):
+    table = tmp_path / "test.fits"
+    assert main(["data", "export", "--split", "test", "--output", str(table)]) == 0
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(table), "--request", "teff", "logg", "--output", str(out),
+                 "--model", str(tiny_run)]) == 0
+    result = pd.read_csv(out)
+    assert len(result) > 3000
+    assert {"source_id", "teff_median", "teff_std", "teff_q16", "logg_q84"} <= set(result)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x89garbage\x00" * 20, "cannot be read"),
+    (None, "no such file"),
+])
+def test_cli_bad_input_file(tiny_run, tmp_path, capsys, content, message):
+    path = tmp_path / "stars.fits"
+    if content is not None:
+        path.write_bytes(content)
+    code = main(["predict", str(path), "--output", str(tmp_path / "o.csv"),
+                 "--model", str(tiny_run)])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_bad_model_and_request(tiny_run, tmp_path, capsys):
+    csv = tmp_path / "s.csv"
+    pd.DataFrame({"teff": [4500.0]}).to_csv(csv, index=False)
+    assert main(["predict", str(csv), "--output", str(tmp_path / "o.csv"),
+                 "--model", str(tmp_path)]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert main(["predict", str(csv), "--request", "tef", "--output",
+                 str(tmp_path / "o.csv"), "--model", str(tiny_run)]) == 2
+    assert "did you mean" in capsys.readouterr().err
+
+
+def test_spectrum_of_wrong_length(model):
+    with pytest.raises(TableError, match="343"):
+        model.predict({"flux": np.ones((2, 300))}, ["teff"])
+
+
+def test_request_indices_are_vocabulary_names():
+    assert [NAMES[i] for i in index_of(["TEFF", "m_h"])] == ["teff", "fe_h"]
