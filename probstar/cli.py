@@ -106,6 +106,25 @@ def cmd_export(args) -> None:
     print(f"{args.split}: {len(obs)} stars -> {args.output}", file=sys.stderr)
 
 
+def cmd_evaluate(args) -> None:
+    from .data.library import load_split
+    from .evaluate import INPUT_SETS, accuracy_rows, format_table
+    from .query import load_model
+
+    t0 = time.perf_counter()
+    model = load_model(args.model)
+    test = load_split("test")
+    rows = []
+    for inputs in args.inputs:
+        post = model.posterior(test.only(INPUT_SETS[inputs]), args.request)
+        median = post.median()
+        rows += accuracy_rows(f"probstar ({inputs})", test,
+                              {n: median[:, j] for j, n in enumerate(post.names)})
+    print(f"Test split ({len(test)} held-out stars), {model}:\n")
+    print(format_table(rows))
+    print(f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+
+
 def cmd_info(args) -> None:
     from .query import load_model
 
@@ -145,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=("train", "validation", "test"), required=True)
     e.add_argument("--output", required=True)
     e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("evaluate", help="accuracy on the held-out test split")
+    v.add_argument("--model", help="model folder (default: the shipped model)")
+    v.add_argument("--request", nargs="+", default=["teff", "logg", "fe_h"])
+    v.add_argument("--inputs", nargs="+", default=["xp+colours"],
+                   choices=["xp+colours", "xp", "blue xp", "photometry"])
+    v.set_defaults(func=cmd_evaluate)
 
     i = sub.add_parser("info", help="describe a model")
     i.add_argument("--model")

@@ -19,15 +19,14 @@ import torch
 
 from .checkpoint import load_checkpoint
 from .data.observations import Observations
+from .evaluate import INPUT_SETS, robust_scatter
 from .model.network import N_SCALARS, ProbStarNet
 from .posterior import Posterior
-from .vocab import NAMES, XP_NAMES, Normalization, index_of
+from .vocab import NAMES, Normalization, index_of
 
-__all__ = ["Model", "load_model", "predict", "DEFAULT_MODEL", "BENCHMARK_INPUTS"]
+__all__ = ["Model", "load_model", "predict", "DEFAULT_MODEL"]
 
 DEFAULT_MODEL = "default"
-#: The inputs of the accuracy benchmark: the full XP spectrum and three colours.
-BENCHMARK_INPUTS: tuple[str, ...] = (*XP_NAMES, "bp_rp", "j_h", "j_k")
 
 
 def shipped_model_path() -> Path:
@@ -110,16 +109,12 @@ class Model:
         """Summary columns (``<name>_median``, ``_std``, ``_q16``, ``_q84``...), input order."""
         return self.posterior(data, request).summary()
 
-    def scores(self, obs: Observations, inputs: Sequence[str] = BENCHMARK_INPUTS,
+    def scores(self, obs: Observations, inputs: Sequence[str] = INPUT_SETS["xp+colours"],
                targets: Sequence[str] = ("teff", "logg", "fe_h")) -> dict[str, float]:
-        """Robust scatter (1.4826 MAD) of median - label for ``targets`` from ``inputs``."""
+        """Robust scatter of the posterior median against the labels of ``obs``."""
         median = self.posterior(obs.only(inputs), targets).median()
-        out = {}
-        for j, name in enumerate(targets):
-            d = median[:, j] - obs.column(name)
-            d = d[np.isfinite(d)]
-            out[name] = float(1.4826 * np.median(np.abs(d - np.median(d))))
-        return out
+        return {name: robust_scatter(obs.column(name), median[:, j])
+                for j, name in enumerate(targets)}
 
 
 def predict(data: Any, request: Sequence[str] | str, model: str | Path | Model | None = None

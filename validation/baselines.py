@@ -231,7 +231,7 @@ def fit_mlp(train: Observations, validation: Observations,
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
             opt.step()
-            total, count = total + float(loss) * len(idx), count + len(idx)
+            total, count = total + loss.item() * len(idx), count + len(idx)
         net.eval()
         with torch.no_grad():
             val_loss = float(_gaussian_nll(net(va[0]), va[1], va[2], va[3]))

@@ -1,0 +1,67 @@
+"""Accuracy of point estimates against held-out labels: robust scatter and bias.
+
+Robust scatter is astropy's ``mad_std`` of (prediction - truth), i.e. 1.4826 times the
+median absolute deviation; bias is the median of (prediction - truth). Both are
+reported over all stars with a label and inside a Teff window (selected on the label).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .data.observations import Observations
+from .vocab import XP_NAMES
+
+__all__ = ["robust_scatter", "median_bias", "accuracy_rows", "INPUT_SETS", "format_table"]
+
+#: Named input sets for reduced-input evaluations.
+INPUT_SETS: dict[str, tuple[str, ...]] = {
+    "xp+colours": (*XP_NAMES, "bp_rp", "j_h", "j_k"),
+    "xp": XP_NAMES,
+    "blue xp": tuple(n for n in XP_NAMES if int(n[3:]) < 680),  # 336-678 nm
+    "photometry": ("g", "bp", "rp", "j", "h", "k", "bp_rp", "j_h", "j_k"),
+}
+
+
+def robust_scatter(truth: np.ndarray, pred: np.ndarray) -> float:
+    """1.4826 x median absolute deviation of pred - truth (NaN pairs ignored)."""
+    d = np.asarray(pred, float) - np.asarray(truth, float)
+    d = d[np.isfinite(d)]
+    return float(1.4826 * np.median(np.abs(d - np.median(d)))) if d.size else float("nan")
+
+
+def median_bias(truth: np.ndarray, pred: np.ndarray) -> float:
+    d = np.asarray(pred, float) - np.asarray(truth, float)
+    return float(np.nanmedian(d)) if np.isfinite(d).any() else float("nan")
+
+
+def accuracy_rows(label: str, obs: Observations, predictions: dict[str, np.ndarray],
+                  teff_window: tuple[float, float] = (3500.0, 6500.0)) -> list[dict]:
+    """One row per predicted name: scatter and bias over all stars and in the Teff window."""
+    teff = obs.column("teff")
+    window = (teff > teff_window[0]) & (teff < teff_window[1])
+    rows = []
+    for name, pred in predictions.items():
+        truth = obs.column(name)
+        rows.append({"model": label, "name": name, "n": int(np.isfinite(truth).sum()),
+                     "scatter": robust_scatter(truth, pred), "bias": median_bias(truth, pred),
+                     "scatter_window": robust_scatter(truth[window], pred[window]),
+                     "bias_window": median_bias(truth[window], pred[window])})
+    return rows
+
+
+def format_table(rows: Sequence[dict], teff_window=(3500, 6500)) -> str:
+    """Markdown table of accuracy rows."""
+    lo, hi = teff_window
+    head = (f"| model | quantity | stars | robust scatter | bias | scatter {lo}<Teff<{hi} | "
+            f"bias {lo}<Teff<{hi} |\n|---|---|---|---|---|---|---|\n")
+    fmt = {"teff": "{:.1f}", "logg": "{:.3f}", "fe_h": "{:.3f}"}
+    body = ""
+    for r in rows:
+        f = fmt.get(r["name"], "{:.3f}")
+        body += (f"| {r['model']} | {r['name']} | {r['n']} | {f.format(r['scatter'])} | "
+                 f"{f.format(r['bias'])} | {f.format(r['scatter_window'])} | "
+                 f"{f.format(r['bias_window'])} |\n")
+    return head + body
