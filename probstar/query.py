@@ -77,7 +77,9 @@ class Model:
         return idx
 
     def _inputs(self, obs: Observations) -> tuple[torch.Tensor, torch.Tensor]:
-        v, s = map(torch.as_tensor, self.normalization.apply(obs.values, obs.errors))
+        norm = self.normalization
+        v = torch.as_tensor((obs.values - norm.loc) / norm.scale, dtype=torch.float32)
+        s = torch.as_tensor(obs.errors / norm.scale, dtype=torch.float32)
         ignored = (torch.isfinite(v) & self._untrained).any(0)
         if ignored.any():
             names = [NAMES[i] for i in ignored.nonzero().flatten().tolist()]

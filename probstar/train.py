@@ -130,8 +130,9 @@ def _lr_factor(step: int, total: int, warmup: float) -> float:
 
 def normalized_tensors(obs: Observations, norm: Normalization,
                        device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised values and errors as float32 tensors (NaN = absent)."""
-    v, s = norm.apply(obs.values, obs.errors)
+    """(values - loc) / scale and errors / scale as float32 tensors (NaN = absent)."""
+    v = (obs.values - norm.loc) / norm.scale
+    s = obs.errors / norm.scale
     return (torch.as_tensor(v, dtype=torch.float32, device=device),
             torch.as_tensor(s, dtype=torch.float32, device=device))
 

@@ -129,66 +129,31 @@ def index_of(names: str | list[str] | tuple[str, ...]) -> list[int]:
     return out
 
 
-#: XP fluxes enter the model as asinh(flux / XP_SOFTENING): logarithmic for real flux
-#: (so a colour is a difference), linear and bounded near zero, where noisy blue pixels
-#: of cool stars scatter around 0.
-XP_SOFTENING = 0.05
-
-
-def default_softening() -> np.ndarray:
-    """Per-name asinh softening: XP_SOFTENING for XP pixels, 0 (= linear) for the rest."""
-    return np.array([XP_SOFTENING if n in XP_NAMES else 0.0 for n in NAMES], np.float32)
-
-
 @dataclass(frozen=True)
 class Normalization:
-    """Per-name transform the model sees: ``(t(value) - loc) / scale``.
+    """Per-name location and scale: a model sees ``(value - loc) / scale``.
 
-    ``t`` is the identity where ``softening`` is 0 and ``asinh(value / softening)``
-    elsewhere (XP fluxes); errors follow by first-order propagation. ``loc`` and
-    ``scale`` are the median and astropy-style MAD-std (1.4826 MAD) of ``t(value)`` on the
-    training split. Outputs (scalar names) are always linear, so a predicted distribution
-    maps back to physical units by ``loc + scale * z``.
+    Fitted on the training split (median and astropy-style MAD-std, i.e. 1.4826 MAD).
     """
 
     loc: np.ndarray  # (len(NAMES),)
     scale: np.ndarray  # (len(NAMES),)
-    softening: np.ndarray  # (len(NAMES),), 0 = linear
-
-    @staticmethod
-    def _transform(values, errors, softening):
-        lin = softening == 0
-        s = np.where(lin, 1.0, softening)
-        with np.errstate(invalid="ignore"):
-            t = np.where(lin, values, np.arcsinh(values / s))
-            e = None if errors is None else np.where(
-                lin, errors, errors / np.sqrt(values.astype(np.float64) ** 2 + s ** 2))
-        return t, e
 
     @classmethod
-    def fit(cls, values: np.ndarray, softening: np.ndarray | None = None) -> "Normalization":
-        """Fit on ``values`` (n_stars, len(NAMES)), NaN-aware."""
-        softening = default_softening() if softening is None else softening
-        t, _ = cls._transform(values, None, softening)
+    def fit(cls, values: np.ndarray) -> "Normalization":
+        """Median and MAD-std of each column of ``values`` (n_stars, len(NAMES)), NaN-aware."""
         with warnings.catch_warnings():  # a name with no training value: all-NaN column
             warnings.simplefilter("ignore", RuntimeWarning)
-            loc = np.nanmedian(t, axis=0)
-            scale = 1.4826 * np.nanmedian(np.abs(t - loc), axis=0)
+            loc = np.nanmedian(values, axis=0)
+            scale = 1.4826 * np.nanmedian(np.abs(values - loc), axis=0)
         never_seen = ~np.isfinite(loc)
         loc = np.where(never_seen, 0.0, loc)
         scale = np.where(~np.isfinite(scale) | (scale <= 0), 1.0, scale)
-        return cls(loc.astype(np.float32), scale.astype(np.float32),
-                   np.asarray(softening, np.float32))
-
-    def apply(self, values: np.ndarray, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised values and errors (float32, NaN kept) as the network sees them."""
-        t, e = self._transform(values, errors, self.softening)
-        return (((t - self.loc) / self.scale).astype(np.float32),
-                (e / self.scale).astype(np.float32))
+        return cls(loc.astype(np.float32), scale.astype(np.float32))
 
     def to_dict(self) -> dict[str, dict[str, float]]:
-        return {n: {"loc": float(l), "scale": float(s), "softening": float(a)}
-                for n, l, s, a in zip(NAMES, self.loc, self.scale, self.softening)}
+        return {n: {"loc": float(l), "scale": float(s)}
+                for n, l, s in zip(NAMES, self.loc, self.scale)}
 
     @classmethod
     def from_dict(cls, d: dict[str, dict[str, float]]) -> "Normalization":
@@ -196,5 +161,4 @@ class Normalization:
         if missing:
             raise ValueError(f"normalisation lacks {len(missing)} names, e.g. {missing[:3]}")
         return cls(np.array([d[n]["loc"] for n in NAMES], np.float32),
-                   np.array([d[n]["scale"] for n in NAMES], np.float32),
-                   np.array([d[n].get("softening", 0.0) for n in NAMES], np.float32))
+                   np.array([d[n]["scale"] for n in NAMES], np.float32))

@@ -76,13 +76,11 @@ def _mad_std(x: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def fit_xgboost(train: Observations, validation: Observations,
                 targets: Sequence[str] = TARGETS, seed: int = 0, *,
                 n_estimators: int = 1000, max_depth: int = 6, learning_rate: float = 0.05,
-                early_stopping_rounds: int | None = None, n_jobs: int = 2,
+                early_stopping_rounds: int | None = 100, n_jobs: int = 2,
                 verbose: bool = True) -> dict[str, Any]:
     """One ``xgboost.XGBRegressor`` per target, trained where that label is present.
 
-    All ``n_estimators`` trees are kept by default. ``early_stopping_rounds`` stops on the
-    validation RMSE instead; RMSE is dominated by the hot-star tail, so it stops teff too
-    early for the robust scatter (717 trees: 133 K vs 126 K with all 1000).
+    Early stopping watches the validation split (RMSE); ``None`` switches it off.
     Returns {target name: fitted regressor}.
     """
     import xgboost as xgb
@@ -103,8 +101,7 @@ def fit_xgboost(train: Observations, validation: Observations,
         models[name] = model
         if verbose:
             best = getattr(model, "best_iteration", None)
-            trees = n_estimators if best is None else best + 1
-            print(f"xgboost {name}: {m_tr.sum()} stars, {trees} trees, "
+            print(f"xgboost {name}: {m_tr.sum()} stars, best iteration {best}, "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
     return models
 
