@@ -20,7 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-VARIANTS = {  # name: --set overrides of the cpu preset
+#: The ablation base: dim 128, 3 + 2 layers, 14 XP regions (the first CPU preset).
+BASE = ["encoder_layers=3", "decoder_layers=2", "ff_mult=4", "xp_regions=14",
+        "region_hidden=256", "p_full_spectrum=0.5", "p_hide_labels=0.5"]
+VARIANTS = {  # name: --set overrides of the base
     "regions14": [],
     "regions49": ["xp_regions=49"],
     "regions7": ["xp_regions=7"],
@@ -48,7 +51,8 @@ def main():
 
     runs.mkdir(exist_ok=True)
     procs = {name: subprocess.Popen(
-        train_cmd("cpu", args.ablation_epochs, runs / name, ["checkpoint_every=2", *sets]),
+        train_cmd("cpu", args.ablation_epochs, runs / name,
+                  ["checkpoint_every=2", *BASE, *sets]),
         stdout=subprocess.DEVNULL, stderr=open(runs / f"{name}.log", "w"))
         for name, sets in VARIANTS.items()}
     for name, proc in procs.items():

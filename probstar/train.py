@@ -79,9 +79,12 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # 2 CPU cores: reaches the accuracy bars in well under 90 minutes (benchmark/notes.md).
-    "cpu": TrainConfig(ModelConfig(dim=128, heads=4, encoder_layers=3, decoder_layers=2),
-                       epochs=120, batch_size=512, lr=1e-3, threads=2),
+    # 2 CPU cores: few tokens (4 XP regions), shallow and narrow, trained mostly on the
+    # full-spectrum task; ~1,700 training stars/s (benchmark/cpu_throughput.py).
+    "cpu": TrainConfig(ModelConfig(dim=128, heads=4, encoder_layers=2, decoder_layers=1,
+                                   ff_mult=2, xp_regions=4, region_hidden=512),
+                       epochs=160, batch_size=512, lr=1e-3, p_full_spectrum=0.6,
+                       p_hide_labels=0.6, threads=2),
     # One GPU: the shipped model.
     "gpu": TrainConfig(ModelConfig(dim=192, heads=6, encoder_layers=4, decoder_layers=2,
                                    region_hidden=384, dropout=0.05),

@@ -133,3 +133,12 @@ def test_spectrum_of_wrong_length(model):
 
 def test_request_indices_are_vocabulary_names():
     assert [NAMES[i] for i in index_of(["TEFF", "m_h"])] == ["teff", "fe_h"]
+
+
+def test_robust_scatter_is_astropy_mad_std():
+    from astropy.stats import mad_std
+
+    from probstar.evaluate import robust_scatter
+
+    x = np.random.default_rng(0).standard_t(3, 1001)
+    assert robust_scatter(np.zeros_like(x), x) == pytest.approx(mad_std(x), rel=1e-6)
