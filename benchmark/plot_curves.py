@@ -1,5 +1,7 @@
 """Learning curves (validation robust scatter vs epoch) of the recorded training runs.
 
+Also prints a markdown table of each run's last evaluated epoch.
+
     python benchmark/plot_curves.py      # writes benchmark/results/learning_curves.png
 """
 
@@ -47,7 +49,12 @@ def main():
                  "predictive median")
     out = RESULTS / "learning_curves.png"
     fig.savefig(out, dpi=90)
-    print(out)
+    print(f"{out}\n\n| run | epochs | Teff [K] | logg | [Fe/H] | training stars/s |"
+          "\n|---|---|---|---|---|---|")
+    for label, curve in {**ablations, **runs}.items():
+        last = curve[-1]
+        print(f"| {label} | {last['epoch']} | {last['teff']:.1f} | {last['logg']:.3f} | "
+              f"{last['fe_h']:.3f} | {last['stars_per_second']:.0f} |")
 
 
 if __name__ == "__main__":

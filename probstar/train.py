@@ -12,9 +12,12 @@ for every target). The context recipe:
   Teff, logg, [Fe/H], [alpha/M] are hidden (the main use: labels from observables).
 
 The loss is the head's negative log-likelihood of the noisy label, the label's own
-variance convolved in. AdamW, linear warm-up then cosine decay. Checkpoints (weights as
-safetensors, config JSON, optimizer and RNG state) are written atomically every
-``checkpoint_every`` epochs; ``resume=True`` continues an interrupted run exactly.
+variance convolved in. AdamW, linear warm-up then cosine decay. Every
+``checkpoint_every`` epochs the run folder gets, each file written atomically: the model
+(safetensors + config JSON), the best-on-validation model in ``best/``, the learning
+curve, and ``train_state.pt`` (weights, optimizer and RNG state of the same epoch, loaded
+with ``weights_only=True``), from which ``resume=True`` continues an interrupted run
+exactly.
 """
 
 from __future__ import annotations
@@ -133,7 +136,7 @@ def _lr_factor(step: int, total: int, warmup: float) -> float:
 
 def normalized_tensors(obs: Observations, norm: Normalization,
                        device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(values - loc) / scale and errors / scale as float32 tensors (NaN = absent)."""
+    """Normalised values and errors as float32 tensors (NaN = absent)."""
     v = (obs.values - norm.loc) / norm.scale
     s = obs.errors / norm.scale
     return (torch.as_tensor(v, dtype=torch.float32, device=device),
@@ -165,7 +168,8 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
                 replace(cfg, device=cfg.device, threads=cfg.threads):
             raise ValueError(f"{run_dir}: --resume needs the same training settings as the "
                              "interrupted run (see its config.json)")
-        state = load_train_state(state_path)
+        state = load_train_state(state_path)  # weights, optimizer and RNG of one epoch
+        net.load_state_dict(state["model"])
         start_epoch = int(state["epoch"])
     else:
         if (run_dir / CONFIG).exists() and not resume:
@@ -234,7 +238,8 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
             if quality < best:  # the best validation checkpoint is the one to ship
                 best = quality
                 save_checkpoint(run_dir / "best", net, norm, epoch=epoch + 1, **meta)
-            save_train_state(state_path, {"epoch": epoch + 1, "optimizer": opt.state_dict(),
+            save_train_state(state_path, {"epoch": epoch + 1, "model": net.state_dict(),
+                                          "optimizer": opt.state_dict(),
                                           "generator": g.get_state(), "best": best})
     bar.close()
     return run_dir
