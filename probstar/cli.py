@@ -63,7 +63,7 @@ def cmd_predict(args) -> None:
     t0 = time.perf_counter()
     model = load_model(args.model)
     obs = read_table(args.input)
-    columns = model.predict(obs, args.request)
+    columns = model.predict(obs, args.request, args.ignore or ())
     if obs.ids is not None:
         columns = {"source_id": obs.ids, **columns}
     write_table(columns, args.output)
@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--request", nargs="+", default=["teff", "logg", "fe_h"])
     q.add_argument("--output", required=True, help=".csv, .ecsv, .fits or .parquet")
     q.add_argument("--model", help="model folder (default: the shipped model)")
+    q.add_argument("--ignore", nargs="*", metavar="NAME",
+                   help="columns not to use as inputs (requested names never are)")
     q.set_defaults(func=cmd_predict)
 
     d = sub.add_parser("data", help="the embedded data set")

@@ -89,11 +89,17 @@ class Model:
         return v, s
 
     def posterior(self, data: Any, request: Sequence[str] | str,
-                  batch_size: int = 2048) -> Posterior:
-        """The distribution of ``request`` given the observations in ``data``, per star."""
+                  ignore: Sequence[str] = (), batch_size: int = 2048) -> Posterior:
+        """The distribution of ``request`` given the observations in ``data``, per star.
+
+        Requested quantities present in ``data`` (e.g. the APOGEE labels of a library
+        table) are not used as inputs, nor are the names in ``ignore``.
+        """
         query = self._request(request)
         obs = as_observations(data)
         v, s = self._inputs(obs)
+        unused = query + (index_of(list(ignore)) if len(ignore) else [])
+        v[:, unused] = torch.nan
         device = next(self.net.parameters()).device
         q = torch.tensor(query, device=device)
         with torch.inference_mode():
@@ -105,9 +111,10 @@ class Model:
         scale = torch.as_tensor(self.normalization.scale[query], device=device)
         return Posterior(base, [NAMES[i] for i in query], loc, scale)
 
-    def predict(self, data: Any, request: Sequence[str] | str) -> dict[str, np.ndarray]:
+    def predict(self, data: Any, request: Sequence[str] | str,
+                ignore: Sequence[str] = ()) -> dict[str, np.ndarray]:
         """Summary columns (``<name>_median``, ``_std``, ``_q16``, ``_q84``...), input order."""
-        return self.posterior(data, request).summary()
+        return self.posterior(data, request, ignore).summary()
 
     def scores(self, obs: Observations, inputs: Sequence[str] = INPUT_SETS["xp+colours"],
                targets: Sequence[str] = ("teff", "logg", "fe_h")) -> dict[str, float]:
@@ -117,9 +124,9 @@ class Model:
                 for j, name in enumerate(targets)}
 
 
-def predict(data: Any, request: Sequence[str] | str, model: str | Path | Model | None = None
-            ) -> dict[str, np.ndarray]:
+def predict(data: Any, request: Sequence[str] | str, model: str | Path | Model | None = None,
+            ignore: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """One call: summary columns of ``request`` for each star of ``data``."""
     if not isinstance(model, Model):
         model = load_model(model)
-    return model.predict(data, request)
+    return model.predict(data, request, ignore)

@@ -27,7 +27,7 @@ def test_predict_columns_in_input_order(model, test_stars):
         assert np.all(out[f"{name}_q16"] < out[f"{name}_median"])
         assert np.all(out[f"{name}_median"] < out[f"{name}_q84"])
     # input order: predicting a reversed table reverses the answer
-    rev = model.predict(test_stars.select(slice(None, None, -1)), ["teff"])
+    rev = model.predict(test_stars.select(slice(None, None, -1)), ["teff", "logg", "fe_h"])
     np.testing.assert_allclose(rev["teff_median"][::-1], out["teff_median"], rtol=1e-5)
 
 
@@ -142,3 +142,17 @@ def test_robust_scatter_is_astropy_mad_std():
 
     x = np.random.default_rng(0).standard_t(3, 1001)
     assert robust_scatter(np.zeros_like(x), x) == pytest.approx(mad_std(x), rel=1e-6)
+
+
+def test_requested_and_ignored_names_are_not_inputs(model, test_stars):
+    """A library table with its labels present answers from the observables alone."""
+    stars = test_stars.select(slice(0, 30))
+    observables = stars.only(["bp_rp", "j_h", "j_k", "g", "xp_500", "xp_700"])
+    with_labels = stars.only(["bp_rp", "j_h", "j_k", "g", "xp_500", "xp_700", "teff",
+                              "logg", "alpha_m"])
+    a = model.predict(observables, ["teff", "logg"])
+    b = model.predict(with_labels, ["teff", "logg"], ignore=["alpha_m"])
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5)
+    c = model.predict(with_labels, ["teff", "logg"])  # alpha_m used: a different answer
+    assert not np.allclose(a["teff_median"], c["teff_median"])
