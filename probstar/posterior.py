@@ -34,24 +34,23 @@ class Posterior:
     def __repr__(self) -> str:
         return f"Posterior(n_stars={len(self)}, names={self.names})"
 
-    def _index(self, name: str) -> int:
-        try:
-            return self.names.index(name)
-        except ValueError:
-            raise KeyError(f"{name!r} was not requested; this posterior holds "
-                           f"{', '.join(self.names)}") from None
-
     def sample(self, n: int = 1, seed: int | None = None) -> np.ndarray:
-        """Draws of shape (n, n_stars, n_names)."""
-        if seed is not None:
-            torch.manual_seed(seed)
-        with torch.no_grad():
+        """Draws of shape (n, n_stars, n_names); a seed makes them reproducible."""
+        with torch.random.fork_rng(devices=[]), torch.no_grad():  # global RNG untouched
+            if seed is not None:
+                torch.manual_seed(seed)
             z = self.base.sample((n,))
         return (z * self.scale + self.loc).cpu().numpy()
 
     def log_prob(self, x) -> np.ndarray:
-        """Log density (per star, summed over names) of values x (n_stars, n_names)."""
-        x = torch.as_tensor(np.asarray(x, np.float32), device=self.loc.device)
+        """Log density of values x (..., n_stars, n_names), summed over names."""
+        x = np.asarray(x, np.float32)
+        expected = (len(self), len(self.names))
+        if x.shape[-2:] != expected:
+            raise ValueError(f"log_prob expects values of shape (..., n_stars, n_names) = "
+                             f"(..., {expected[0]}, {expected[1]}) for {self.names}, got "
+                             f"{x.shape}")
+        x = torch.as_tensor(x, device=self.loc.device)
         with torch.no_grad():
             lp = self.base.log_prob((x - self.loc) / self.scale) - torch.log(self.scale)
         return lp.sum(-1).cpu().numpy()

@@ -156,3 +156,13 @@ def test_requested_and_ignored_names_are_not_inputs(model, test_stars):
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5)
     c = model.predict(with_labels, ["teff", "logg"])  # alpha_m used: a different answer
     assert not np.allclose(a["teff_median"], c["teff_median"])
+
+
+def test_posterior_shapes_and_reproducible_samples(model, test_stars):
+    post = model.posterior(test_stars.select(slice(0, 4)), ["teff", "logg"])
+    a, b = post.sample(50, seed=7), post.sample(50, seed=7)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (50, 4, 2)
+    assert post.log_prob(a).shape == (50, 4)
+    with pytest.raises(ValueError, match=r"\(\.\.\., 4, 2\)"):
+        post.log_prob(np.zeros((4, 3)))
