@@ -43,7 +43,8 @@ Command: `python benchmark/speed.py` ({platform.processor() or platform.machine(
 | what | seconds |
 |---|---|
 | `load_model()` (shipped model) | {load:.2f} |
-| `probstar predict` on the test split (3,938 stars, full XP + photometry, teff logg fe_h; read + predict + write) | {predict:.1f} |
+| `probstar predict` on the test split (3,938 stars, full XP + photometry; \
+teff logg fe_h; read + predict + write) | {predict:.1f} |
 """
     Path(__file__).with_name("speed.md").write_text(report)
     print(report)

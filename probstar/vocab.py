@@ -104,7 +104,6 @@ COLOURS: dict[str, tuple[str, str]] = {"bp_rp": ("bp", "rp"), "j_h": ("j", "h"),
 
 _INDEX = {name: i for i, name in enumerate(NAMES)}
 _ALIASES = {a.lower(): t.name for t in VOCAB for a in (t.name, *t.aliases)}
-TOKENS: dict[str, Token] = {t.name: t for t in VOCAB}
 
 
 def resolve(name: str) -> str | None:

@@ -95,7 +95,8 @@ Split: crc32 bucket of the Gaia source id (test = bucket 0, {len(test)} stars; t
 {len(train)}; validation {len(val)}). XGBoost ({args.xgb_trees} trees, depth 6,
 learning rate {args.xgb_lr:g}) and the MLP (512-512-256, Gaussian NLL with label
 variance, {args.mlp_minutes:g} min on 2 CPU threads, best validation epoch) are trained
-in this same run on the train split with the same inputs as probstar's `xp+colours` row: 343 XP flux pixels + bp_rp, j_h, j_k.
+in this same run on the train split with the same inputs as probstar's `xp+colours`
+row: 343 XP flux pixels + bp_rp, j_h, j_k.
 probstar's reduced-input rows use only the named inputs (`blue xp` = 336-678 nm;
 `photometry` = G, BP, RP, J, H, Ks and the three colours). Robust scatter =
 1.4826 x median absolute deviation of prediction - APOGEE label; bias = median of

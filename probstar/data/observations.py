@@ -51,13 +51,6 @@ class Observations:
         nan = np.full((n_stars, len(NAMES)), np.nan, np.float32)
         return cls(nan, nan.copy())
 
-    def set(self, name: str, values, errors=None) -> None:
-        """Fill one quantity (by name or alias) for all stars."""
-        (i,) = index_of(name)
-        self.values[:, i] = _clean(np.asarray(values, np.float64).reshape(-1))
-        if errors is not None:
-            self.errors[:, i] = _clean(np.asarray(errors, np.float64).reshape(-1))
-
     def column(self, name: str) -> np.ndarray:
         (i,) = index_of(name)
         return self.values[:, i]
