@@ -13,7 +13,6 @@ shipped model. Everything lands in OUT_DIR: learning curves, logs and the model.
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys

@@ -12,6 +12,8 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["main"]
 
 
@@ -92,34 +94,46 @@ def write_table(columns: dict, path: str | Path) -> None:
 
 def cmd_export(args) -> None:
     from .data.library import load_split
-    from .vocab import NAMES
+    from .vocab import SCALAR_NAMES, XP_NAMES, index_of
 
     obs = load_split(args.split)
     columns = {"source_id": obs.ids, **obs.extra}
-    for j, name in enumerate(NAMES):
-        if not name.startswith("xp_"):
-            columns[name] = obs.values[:, j]
-            columns[f"{name}_err"] = obs.errors[:, j]
-    xp = [j for j, n in enumerate(NAMES) if n.startswith("xp_")]
+    for name, j in zip(SCALAR_NAMES, index_of(SCALAR_NAMES)):
+        columns[name], columns[f"{name}_err"] = obs.values[:, j], obs.errors[:, j]
+    xp = index_of(XP_NAMES)
     columns["flux"], columns["flux_error"] = obs.values[:, xp], obs.errors[:, xp]
     write_table(columns, args.output)
     print(f"{args.split}: {len(obs)} stars -> {args.output}", file=sys.stderr)
 
 
+def cmd_summary(args) -> None:
+    from .data.library import AK_RANGE, load_library
+    from .data.split import SPLITS, split_mask
+    from .vocab import SCALAR_NAMES, index_of
+
+    obs = load_library()
+    print(f"{len(obs)} stars after de-duplication by Gaia source id")
+    for split in SPLITS:
+        print(f"  {split}: {int(split_mask(obs.ids, split).sum())}")
+    print(f"stars with a value (ak outside {AK_RANGE} mag set missing):")
+    for name, j in zip(SCALAR_NAMES, index_of(SCALAR_NAMES)):
+        print(f"  {name}: {int(np.isfinite(obs.values[:, j]).sum())}")
+
+
 def cmd_evaluate(args) -> None:
     from .data.library import load_split
-    from .evaluate import INPUT_SETS, accuracy_rows, format_table
+    from .evaluate import INPUT_SETS, accuracy_rows, format_table, predicted_medians
     from .query import load_model
+    from .vocab import NAMES, index_of
 
     t0 = time.perf_counter()
     model = load_model(args.model)
     test = load_split("test")
+    request = [NAMES[i] for i in index_of(args.request)]  # aliases -> names
     rows = []
     for inputs in args.inputs:
-        post = model.posterior(test.only(INPUT_SETS[inputs]), args.request)
-        median = post.median()
-        rows += accuracy_rows(f"probstar ({inputs})", test,
-                              {n: median[:, j] for j, n in enumerate(post.names)})
+        medians = predicted_medians(model, test, INPUT_SETS[inputs], request)
+        rows += accuracy_rows(f"probstar ({inputs})", test, medians)
     print(f"Test split ({len(test)} held-out stars), {model}:\n")
     print(format_table(rows))
     print(f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
@@ -130,12 +144,14 @@ def cmd_info(args) -> None:
 
     model = load_model(args.model)
     print(model)
+    print(f"parameters: {sum(p.numel() for p in model.net.parameters()):,}")
     print("trained names:", ", ".join(model.trained_names))
     for key in ("epoch", "data_hash", "probstar_version"):
         print(f"{key}: {model.meta.get(key)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .evaluate import INPUT_SETS
     from .train import PRESETS
 
     p = argparse.ArgumentParser(prog="probstar", description=__doc__.splitlines()[0])
@@ -166,12 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=("train", "validation", "test"), required=True)
     e.add_argument("--output", required=True)
     e.set_defaults(func=cmd_export)
+    dsub.add_parser("summary", help="star counts per split and per quantity").set_defaults(
+        func=cmd_summary)
 
     v = sub.add_parser("evaluate", help="accuracy on the held-out test split")
     v.add_argument("--model", help="model folder (default: the shipped model)")
     v.add_argument("--request", nargs="+", default=["teff", "logg", "fe_h"])
     v.add_argument("--inputs", nargs="+", default=["xp+colours"],
-                   choices=["xp+colours", "xp", "blue xp", "photometry"])
+                   choices=list(INPUT_SETS))
     v.set_defaults(func=cmd_evaluate)
 
     i = sub.add_parser("info", help="describe a model")

@@ -16,7 +16,8 @@ from .vocab import XP_NAMES
 
 MAD_TO_STD = 1.482602218505602  # 1 / Phi^-1(3/4), as astropy.stats.mad_std
 
-__all__ = ["robust_scatter", "median_bias", "accuracy_rows", "INPUT_SETS", "format_table"]
+__all__ = ["robust_scatter", "median_bias", "predicted_medians", "accuracy_rows", "INPUT_SETS",
+           "format_table"]
 
 #: Named input sets for reduced-input evaluations.
 INPUT_SETS: dict[str, tuple[str, ...]] = {
@@ -37,6 +38,13 @@ def robust_scatter(truth: np.ndarray, pred: np.ndarray) -> float:
 def median_bias(truth: np.ndarray, pred: np.ndarray) -> float:
     d = np.asarray(pred, float) - np.asarray(truth, float)
     return float(np.nanmedian(d)) if np.isfinite(d).any() else float("nan")
+
+
+def predicted_medians(model, obs: Observations, inputs: Sequence[str],
+                      targets: Sequence[str]) -> dict[str, np.ndarray]:
+    """Posterior median of each target for every star, seeing only ``inputs``."""
+    median = model.posterior(obs.only(inputs), targets).median()
+    return {name: median[:, j] for j, name in enumerate(targets)}
 
 
 def accuracy_rows(label: str, obs: Observations, predictions: dict[str, np.ndarray],

@@ -19,7 +19,7 @@ import torch
 
 from .checkpoint import load_checkpoint
 from .data.observations import Observations
-from .evaluate import INPUT_SETS, robust_scatter
+from .evaluate import INPUT_SETS, predicted_medians, robust_scatter
 from .model.network import N_SCALARS, ProbStarNet
 from .posterior import Posterior
 from .vocab import NAMES, Normalization, index_of
@@ -77,9 +77,7 @@ class Model:
         return idx
 
     def _inputs(self, obs: Observations) -> tuple[torch.Tensor, torch.Tensor]:
-        norm = self.normalization
-        v = torch.as_tensor((obs.values - norm.loc) / norm.scale, dtype=torch.float32)
-        s = torch.as_tensor(obs.errors / norm.scale, dtype=torch.float32)
+        v, s = map(torch.as_tensor, self.normalization.apply(obs.values, obs.errors))
         ignored = (torch.isfinite(v) & self._untrained).any(0)
         if ignored.any():
             names = [NAMES[i] for i in ignored.nonzero().flatten().tolist()]
@@ -119,9 +117,8 @@ class Model:
     def scores(self, obs: Observations, inputs: Sequence[str] = INPUT_SETS["xp+colours"],
                targets: Sequence[str] = ("teff", "logg", "fe_h")) -> dict[str, float]:
         """Robust scatter of the posterior median against the labels of ``obs``."""
-        median = self.posterior(obs.only(inputs), targets).median()
-        return {name: robust_scatter(obs.column(name), median[:, j])
-                for j, name in enumerate(targets)}
+        medians = predicted_medians(self, obs, inputs, targets)
+        return {name: robust_scatter(obs.column(name), m) for name, m in medians.items()}
 
 
 def predict(data: Any, request: Sequence[str] | str, model: str | Path | Model | None = None,

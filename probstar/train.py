@@ -83,7 +83,7 @@ class TrainConfig:
 
 PRESETS: dict[str, TrainConfig] = {
     # 2 CPU cores: few tokens (4 XP regions), shallow and narrow, trained mostly on the
-    # full-spectrum task; ~1,700 training stars/s (benchmark/cpu_throughput.py).
+    # full-spectrum task; ~1,600 training stars/s (benchmark/cpu_throughput.py).
     "cpu": TrainConfig(ModelConfig(dim=128, heads=4, encoder_layers=2, decoder_layers=1,
                                    ff_mult=2, xp_regions=4, region_hidden=512),
                        epochs=160, batch_size=512, lr=1e-3, p_full_spectrum=0.6,
@@ -137,10 +137,8 @@ def _lr_factor(step: int, total: int, warmup: float) -> float:
 def normalized_tensors(obs: Observations, norm: Normalization,
                        device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised values and errors as float32 tensors (NaN = absent)."""
-    v = (obs.values - norm.loc) / norm.scale
-    s = obs.errors / norm.scale
-    return (torch.as_tensor(v, dtype=torch.float32, device=device),
-            torch.as_tensor(s, dtype=torch.float32, device=device))
+    v, s = norm.apply(obs.values, obs.errors)
+    return torch.as_tensor(v, device=device), torch.as_tensor(s, device=device)
 
 
 def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_dir: str | Path,

@@ -128,6 +128,20 @@ def index_of(names: str | list[str] | tuple[str, ...]) -> list[int]:
     return out
 
 
+def robust_loc_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NaN-aware median and MAD-std (1.4826 MAD) of each column, float32.
+
+    A column with no value gets location 0; a zero or undefined scale becomes 1.
+    """
+    with warnings.catch_warnings():  # a column with no value: all-NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        loc = np.nanmedian(x, axis=0)
+        scale = 1.4826 * np.nanmedian(np.abs(x - loc), axis=0)
+    loc = np.where(np.isfinite(loc), loc, 0.0)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    return loc.astype(np.float32), scale.astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Normalization:
     """Per-name location and scale: a model sees ``(value - loc) / scale``.
@@ -141,14 +155,12 @@ class Normalization:
     @classmethod
     def fit(cls, values: np.ndarray) -> "Normalization":
         """Median and MAD-std of each column of ``values`` (n_stars, len(NAMES)), NaN-aware."""
-        with warnings.catch_warnings():  # a name with no training value: all-NaN column
-            warnings.simplefilter("ignore", RuntimeWarning)
-            loc = np.nanmedian(values, axis=0)
-            scale = 1.4826 * np.nanmedian(np.abs(values - loc), axis=0)
-        never_seen = ~np.isfinite(loc)
-        loc = np.where(never_seen, 0.0, loc)
-        scale = np.where(~np.isfinite(scale) | (scale <= 0), 1.0, scale)
-        return cls(loc.astype(np.float32), scale.astype(np.float32))
+        return cls(*robust_loc_scale(values))
+
+    def apply(self, values: np.ndarray, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Values and errors as the network sees them (float32, NaN = absent)."""
+        return (((values - self.loc) / self.scale).astype(np.float32),
+                (errors / self.scale).astype(np.float32))
 
     def to_dict(self) -> dict[str, dict[str, float]]:
         return {n: {"loc": float(l), "scale": float(s)}

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import fit_mlp, fit_xgboost, predict_mlp, predict_xgboost  # noqa: E402
 
 from probstar.data import load_split  # noqa: E402
-from probstar.evaluate import INPUT_SETS, accuracy_rows, format_table  # noqa: E402
+from probstar.evaluate import (INPUT_SETS, accuracy_rows, format_table,  # noqa: E402
+                               predicted_medians)
 from probstar.query import load_model  # noqa: E402
 
 TARGETS = ("teff", "logg", "fe_h")
@@ -51,27 +52,23 @@ def main() -> None:
     rows, seconds = [], {}
 
     model = load_model(args.model)
+    probstar_medians = {}
     for inputs in INPUT_SETS:
         t0 = time.perf_counter()
-        post = model.posterior(test.only(INPUT_SETS[inputs]), TARGETS)
-        median = post.median()
-        if inputs == "xp+colours":
-            main_median = median
+        probstar_medians[inputs] = predicted_medians(model, test, INPUT_SETS[inputs], TARGETS)
         seconds[f"probstar predict ({inputs})"] = time.perf_counter() - t0
-        rows += accuracy_rows(f"probstar ({inputs})", test,
-                              {n: median[:, j] for j, n in enumerate(TARGETS)})
+        rows += accuracy_rows(f"probstar ({inputs})", test, probstar_medians[inputs])
 
     for folder in args.compare:
-        other = load_model(folder)
-        median = other.posterior(test.only(INPUT_SETS["xp+colours"]), TARGETS).median()
-        rows += accuracy_rows(f"probstar {Path(folder).name} (xp+colours)", test,
-                              {n: median[:, j] for j, n in enumerate(TARGETS)})
+        medians = predicted_medians(load_model(folder), test, INPUT_SETS["xp+colours"], TARGETS)
+        rows += accuracy_rows(f"probstar {Path(folder).name} (xp+colours)", test, medians)
 
     t0 = time.perf_counter()
     xgb = fit_xgboost(train, val, TARGETS, seed=args.seed, n_estimators=args.xgb_trees,
                       learning_rate=args.xgb_lr)
     seconds["XGBoost fit"] = time.perf_counter() - t0
-    rows += accuracy_rows("XGBoost (xp+colours)", test, predict_xgboost(xgb, test))
+    xgb_predictions = predict_xgboost(xgb, test)
+    rows += accuracy_rows("XGBoost (xp+colours)", test, xgb_predictions)
 
     t0 = time.perf_counter()
     mlp = fit_mlp(train, val, TARGETS, seed=args.seed, minutes=args.mlp_minutes)
@@ -113,11 +110,11 @@ probstar (xp+colours) robust scatter relative to XGBoost (positive = smaller sca
 """
     Path(args.output).write_text(report)
     figure = Path(args.output).with_suffix(".png")
-    plot_one_to_one(test, main_median, predict_xgboost(xgb, test), figure)
+    plot_one_to_one(test, probstar_medians["xp+colours"], xgb_predictions, figure)
     print(report, f"\nfigure: {figure}")
 
 
-def plot_one_to_one(test, median, xgb: dict, path: Path) -> None:
+def plot_one_to_one(test, medians: dict, xgb: dict, path: Path) -> None:
     """Predicted vs APOGEE label on the test split: probstar (top) and XGBoost (bottom)."""
     import matplotlib
 
@@ -129,7 +126,7 @@ def plot_one_to_one(test, median, xgb: dict, path: Path) -> None:
     units = {"teff": "Teff [K]", "logg": "logg [dex]", "fe_h": "[Fe/H] [dex]"}
     fig, axes = plt.subplots(2, 3, figsize=(13, 8.5), constrained_layout=True)
     for row, (label, preds) in enumerate([
-            ("probstar", {n: median[:, j] for j, n in enumerate(TARGETS)}),
+            ("probstar", medians),
             ("XGBoost", xgb)]):
         for ax, name in zip(axes[row], TARGETS):
             truth, pred = test.column(name), preds[name]

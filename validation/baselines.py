@@ -22,10 +22,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from probstar.data import Observations
-from probstar.vocab import XP_NAMES, index_of
+from probstar.evaluate import INPUT_SETS
+from probstar.vocab import XP_NAMES, index_of, robust_loc_scale
 
 __all__ = [
-    "INPUT_NAMES",
     "TARGETS",
     "baseline_inputs",
     "fit_xgboost",
@@ -35,8 +35,6 @@ __all__ = [
     "predict_mlp",
 ]
 
-#: The input quantities of both baselines, in column order.
-INPUT_NAMES: tuple[str, ...] = (*XP_NAMES, "bp_rp", "j_h", "j_k")
 TARGETS: tuple[str, ...] = ("teff", "logg", "fe_h")
 _N_XP = len(XP_NAMES)
 #: Flux scale below which the asinh transform of the MLP inputs is linear (above: ~log).
@@ -44,28 +42,15 @@ _FLUX_SOFTENING = 0.05
 
 
 def baseline_inputs(obs: Observations) -> np.ndarray:
-    """Input matrix (n_stars, 346): 343 XP flux pixels, then bp_rp, j_h, j_k; NaN kept.
-
-    Colours absent in the table are derived from their magnitudes where both exist.
-    """
-    values = obs.values.copy()
-    filled = Observations(values, obs.errors.copy()).derive_colours()
-    return np.ascontiguousarray(filled.values[:, index_of(list(INPUT_NAMES))], np.float32)
+    """Input matrix (n_stars, 346): probstar's ``xp+colours`` input set, NaN kept."""
+    columns = index_of(INPUT_SETS["xp+colours"])  # 343 XP pixels, bp_rp, j_h, j_k
+    return np.ascontiguousarray(obs.values[:, columns], np.float32)
 
 
 def _labels(obs: Observations, targets: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Label values and errors (n_stars, n_targets); NaN where absent."""
     idx = index_of(list(targets))
     return obs.values[:, idx].astype(np.float32), obs.errors[:, idx].astype(np.float32)
-
-
-def _mad_std(x: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """NaN-aware median and 1.4826 * MAD; a zero / undefined scale becomes 1."""
-    loc = np.nanmedian(x, axis=axis)
-    scale = 1.4826 * np.nanmedian(np.abs(x - loc), axis=axis)
-    loc = np.where(np.isfinite(loc), loc, 0.0)
-    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-    return loc.astype(np.float32), scale.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- XGBoost
@@ -185,9 +170,9 @@ def fit_mlp(train: Observations, validation: Observations,
     targets = tuple(targets)
 
     x_tr_raw = _transform_inputs(baseline_inputs(train))
-    x_loc, x_scale = _mad_std(x_tr_raw)
+    x_loc, x_scale = robust_loc_scale(x_tr_raw)
     y_tr, e_tr = _labels(train, targets)
-    y_loc, y_scale = _mad_std(y_tr)
+    y_loc, y_scale = robust_loc_scale(y_tr)
     model = MLPBaseline(None, targets, x_loc, x_scale, y_loc, y_scale, [], -1)
 
     def tensors(obs: Observations):
