@@ -41,6 +41,7 @@ from .vocab import LABEL_NAMES, NAMES, Normalization, index_of
 __all__ = ["TrainConfig", "PRESETS", "train", "sample_context"]
 
 CHUNK = 7  # pixels per masking chunk (343 = 49 x 7)
+LABELS = index_of(LABEL_NAMES)  # vocabulary columns of teff, logg, fe_h, alpha_m
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,7 @@ def sample_context(values: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -
     keep_prob = rand(b, 1)
     keep_scalar = rand(b, N_SCALARS) < keep_prob
     hide = rand(b, 1) < cfg.p_hide_labels
-    labels = torch.tensor(index_of(list(LABEL_NAMES)), device=dev)
-    keep_scalar[:, labels] &= ~hide
+    keep_scalar[:, LABELS] &= ~hide
     mode = rand(b, 1)
     chunk_keep = rand(b, N_PIXELS // CHUNK) < rand(b, 1)
     keep_pixel = torch.where(mode < cfg.p_full_spectrum, True,
