@@ -27,9 +27,20 @@ phot = {"g": [12.1], "bp": [12.7], "rp": [11.4], "j": [10.3], "h": [9.8], "k": [
         "j_err": [0.02], "h_err": [0.02], "k_err": [0.02]}
 print("photometry only:", probstar.predict(phot, ["teff", "logg"]))
 
-# 3. A single token is a valid question (the Gaussian head gives one peak; see issue 3).
-print("Teff = 4000 K only:", probstar.predict({"teff": [4000.0]}, "logg"))
+# 3. A single token is a valid question, and an ambiguous one: two peaks, with weights.
+teff_only = model.posterior({"teff": [4000.0]}, "logg")
+print("logg given Teff = 4000 K: peaks (value, weight):", teff_only.modes("logg")[0])
 
-# 4. Samples and densities.
-draws = post.sample(1000, seed=0)  # (1000, 5, 3)
-print("sample means:", np.round(draws.mean(0)[0], 2), "log p:", post.log_prob(draws[0]))
+# 4. Joint answers: several names asked together come from the flow head, with their
+#    correlations; samples and densities.
+joint = model.posterior({"teff": [4000.0]}, ["logg", "fe_h"])
+draws = joint.sample(1000, seed=0)  # (1000, 1, 2), one joint draw per row
+print(joint, "corr(logg, fe_h) =", np.corrcoef(draws[:, 0].T)[0, 1].round(2),
+      "log p:", joint.log_prob(draws[:3]))
+
+# 5. A corner plot of the answer for star 0, its APOGEE values overplotted.
+from probstar.plots import corner_plot  # noqa: E402
+
+truth = [stars.column(n)[0] for n in post.names]
+corner_plot(post, 0, truths=truth, title="star 0 from XP + colours").savefig("star0.png")
+print("corner plot -> star0.png")

@@ -80,6 +80,9 @@ def load_checkpoint(folder: str | Path) -> tuple[ProbStarNet, Normalization, dic
         state = load_file(str(weights_path))
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{weights_path}: corrupt weights file ({exc})") from None
+    if "head" in config["model"]:  # before the PDF heads, the one head was "head."
+        state = {k.replace("head.", f"outputs.{config['model']['head']}.", 1)
+                 if k.startswith("head.") else k: v for k, v in state.items()}
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:

@@ -1,4 +1,4 @@
-"""``probstar`` command line: train, predict, data export, info.
+"""``probstar`` command line: demo, predict, sample, train, evaluate, data, info.
 
 Errors a user can fix (bad input, unknown names, corrupt files) print one line and exit
 with status 2; nothing else is caught.
@@ -65,12 +65,54 @@ def cmd_predict(args) -> None:
     t0 = time.perf_counter()
     model = load_model(args.model)
     obs = read_table(args.input)
-    columns = model.predict(obs, args.request, args.ignore or ())
+    columns = model.predict(obs, args.request, args.head, args.ignore or ())
     if obs.ids is not None:
         columns = {"source_id": obs.ids, **columns}
     write_table(columns, args.output)
     print(f"{len(obs)} stars -> {args.output} ({time.perf_counter() - t0:.1f} s)",
           file=sys.stderr)
+
+
+def cmd_sample(args) -> None:
+    from .data.tables import read_table
+    from .query import load_model
+    from .samples import write_samples
+
+    t0 = time.perf_counter()
+    if args.samples < 1:
+        raise ValueError(f"-n must be >= 1, got {args.samples}")
+    model = load_model(args.model)
+    obs = read_table(args.input)
+    post = model.posterior(obs, args.request, args.head, args.ignore or ())
+    draws = post.sample(args.samples, seed=args.seed)
+    write_samples(args.output, post, draws, obs.ids,
+                  {"input": str(args.input), "model": str(args.model or "shipped"),
+                   "seed": args.seed})
+    print(f"{len(obs)} stars x {args.samples} joint draws of {', '.join(post.names)} "
+          f"({'joint' if post.joint else 'independent'}) -> {args.output} "
+          f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    if args.corner:
+        from .plots import corner_plot
+        from .vocab import SCALAR_NAMES
+
+        N_SCALARS = len(SCALAR_NAMES)
+        if not 0 <= args.star < len(obs):
+            raise ValueError(f"--star must be in 0..{len(obs) - 1}, got {args.star}")
+        known = [obs.column(n)[args.star] for n in post.names]
+        truths = known if np.isfinite(known).all() else None  # the input's own values
+        row = obs.values[args.star]
+        given = [n for n, v in zip(SCALAR_NAMES, row) if np.isfinite(v) and n not in post.names]
+        given = ", ".join(given + ["XP spectrum"] * bool(np.isfinite(row[N_SCALARS:]).any()))
+        fig = corner_plot(post, args.star, truths=truths, title=f"star {args.star}: "
+                          f"{', '.join(post.names)} given {given or 'nothing'}")
+        fig.savefig(args.corner, dpi=110, bbox_inches="tight")
+        print(f"corner plot of star {args.star} -> {args.corner}", file=sys.stderr)
+
+
+def cmd_demo(args) -> None:
+    from .demo import run_demo
+
+    print(run_demo(args.output, args.model, args.star))
 
 
 def write_table(columns: dict, path: str | Path) -> None:
@@ -163,8 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, help="override the preset's number of epochs")
     t.add_argument("--seed", type=int)
     t.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    t.add_argument("--set", nargs="*", metavar="KEY=VALUE",
-                   help="override preset settings, e.g. dim=64 xp_regions=7 lr=3e-4")
+    t.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                   help="override preset settings, e.g. dim=64 xp_regions=7 lr=3e-4 "
+                        "(repeatable)")
     t.set_defaults(func=cmd_train)
 
     q = sub.add_parser("predict", help="predict quantities for every star of a table")
@@ -174,7 +217,32 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--model", help="model folder (default: the shipped model)")
     q.add_argument("--ignore", nargs="*", metavar="NAME",
                    help="columns not to use as inputs (requested names never are)")
+    q.add_argument("--head", choices=["mixture", "gaussian", "flow"],
+                   help="PDF head (default: the model's best 1-D head)")
     q.set_defaults(func=cmd_predict)
+
+    m = sub.add_parser("sample", help="joint posterior draws for every star, to HDF5")
+    m.add_argument("input", help="table: FITS, CSV, ECSV or Parquet; a table with only a "
+                                 "teff column is a Teff-only question")
+    m.add_argument("--request", nargs="+", default=["teff", "logg", "fe_h"])
+    m.add_argument("-n", "--samples", type=int, default=1000, help="draws per star")
+    m.add_argument("--output", required=True, help="HDF5 file: one (n_stars, n_samples) "
+                                                    "dataset per requested name")
+    m.add_argument("--head", choices=["flow", "mixture", "gaussian"],
+                   help="default: the joint flow for several names, else the best 1-D head")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--model", help="model folder (default: the shipped model)")
+    m.add_argument("--ignore", nargs="*", metavar="NAME")
+    m.add_argument("--corner", metavar="PNG", help="also draw a corner plot of one star")
+    m.add_argument("--star", type=int, default=0, help="row of the star for --corner")
+    m.set_defaults(func=cmd_sample)
+
+    o = sub.add_parser("demo", help="three questions answered as PDFs, with plots "
+                                    "(the README's main job)")
+    o.add_argument("--output", default="probstar-demo", help="folder for PNGs and summary.md")
+    o.add_argument("--model", help="model folder (default: the shipped model)")
+    o.add_argument("--star", type=int, default=0, help="test-split star for question (c)")
+    o.set_defaults(func=cmd_demo)
 
     d = sub.add_parser("data", help="the embedded data set")
     dsub = d.add_subparsers(dest="data_command", required=True)

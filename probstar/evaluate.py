@@ -41,10 +41,14 @@ def median_bias(truth: np.ndarray, pred: np.ndarray) -> float:
 
 
 def predicted_medians(model, obs: Observations, inputs: Sequence[str],
-                      targets: Sequence[str]) -> dict[str, np.ndarray]:
-    """Posterior median of each target for every star, seeing only ``inputs``."""
-    median = model.posterior(obs.only(inputs), targets).median()
-    return {name: median[:, j] for j, name in enumerate(targets)}
+                      targets: Sequence[str], head: str | None = None) -> dict[str, np.ndarray]:
+    """Posterior median of each target for every star, seeing only ``inputs``.
+
+    ``head`` defaults to the model's best 1-D head; "flow" gives joint-draw medians.
+    """
+    post = model.posterior(obs.only(inputs), targets, head or model.default_head)
+    median = post.median()
+    return {name: median[:, post.names.index(name)] for name in targets}
 
 
 def accuracy_rows(label: str, obs: Observations, predictions: dict[str, np.ndarray],

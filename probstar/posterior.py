@@ -1,78 +1,170 @@
 """The public answer: a distribution over the requested quantities of each star.
 
-``Posterior`` has batch shape ``(n_stars,)`` and event shape ``(n_names,)`` in physical
-units. It wraps the head's distribution (in the model's normalised units) and the
-per-name affine map back to physical units; summaries (median, quantiles, std) all
-derive from it.
+A :class:`Posterior` has batch shape ``(n_stars,)`` and event shape ``(n_names,)``, in
+physical units. It is either a product of exact 1-D marginals (Gaussian or mixture
+head: quantiles, moments and modes in closed form or by bisection) or a joint density
+(flow head: 1-D summaries from ``n_mc`` seeded draws, so they are reproducible).
+``sample`` and ``log_prob`` are always those of the joint. Every summary (median,
+quantiles, modes, the table columns) derives from the distribution.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
-from torch.distributions import Distribution
+from torch.distributions import AffineTransform, Distribution, Independent, \
+    TransformedDistribution
 
 __all__ = ["Posterior"]
 
+GRID = 512  # points of the 1-D density grid behind modes and plots
+
 
 class Posterior:
-    """Independent 1-D marginals of ``names`` for a batch of stars (physical units)."""
+    """The distribution of ``names`` for each star of a batch (physical units).
 
-    def __init__(self, base: Distribution, names: list[str], loc: torch.Tensor,
-                 scale: torch.Tensor) -> None:
-        self.base = base  # batch shape (n_stars, n_names), normalised units
+    ``base`` has event shape (n_names,) in the model's normalised units (the value minus
+    ``loc``, divided by ``scale``); ``marginals``, when given, is the same distribution
+    as independent 1-D distributions of batch shape (n_stars, n_names).
+    """
+
+    def __init__(self, base: Distribution, names: Sequence[str], loc: torch.Tensor,
+                 scale: torch.Tensor, marginals: Distribution | None = None,
+                 n_mc: int = 1000) -> None:
         self.names = list(names)
         self.loc, self.scale = loc, scale  # (n_names,)
+        self.marginals = marginals
+        self.n_mc = n_mc
+        self.dist = TransformedDistribution(base, AffineTransform(loc, scale, event_dim=1),
+                                            validate_args=False)
+        self._mc: np.ndarray | None = None
+
+    @classmethod
+    def independent(cls, marginals: Distribution, names: Sequence[str], loc: torch.Tensor,
+                    scale: torch.Tensor) -> "Posterior":
+        """A product of 1-D distributions, batch shape (n_stars, n_names)."""
+        return cls(Independent(marginals, 1, validate_args=False), names, loc, scale, marginals)
 
     @property
-    def batch_shape(self) -> torch.Size:
-        return self.base.batch_shape[:1]
+    def joint(self) -> bool:
+        """True when the names are modelled jointly (correlations kept)."""
+        return self.marginals is None
 
     def __len__(self) -> int:
-        return self.base.batch_shape[0]
+        return self.dist.batch_shape[0]
 
     def __repr__(self) -> str:
-        return f"Posterior(n_stars={len(self)}, names={self.names})"
+        kind = "joint" if self.joint else "independent marginals"
+        return f"Posterior(n_stars={len(self)}, names={self.names}, {kind})"
+
+    def _column(self, name: str) -> int:
+        if name not in self.names:
+            raise KeyError(f"{name!r} was not requested; this posterior is over {self.names}")
+        return self.names.index(name)
+
+    # -- the joint ----------------------------------------------------------------------
 
     def sample(self, n: int = 1, seed: int | None = None) -> np.ndarray:
-        """Draws of shape (n, n_stars, n_names); a seed makes them reproducible."""
-        with torch.random.fork_rng(devices=[]), torch.no_grad():  # global RNG untouched
+        """``n`` joint draws per star, shape (n, n_stars, n_names); a seed makes them
+        reproducible (torch's global random state is left untouched)."""
+        if n < 1:
+            raise ValueError(f"number of samples must be >= 1, got {n}")
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
             if seed is not None:
                 torch.manual_seed(seed)
-            z = self.base.sample((n,))
-        return (z * self.scale + self.loc).cpu().numpy()
+            return self.dist.sample((n,)).cpu().numpy()
 
     def log_prob(self, x) -> np.ndarray:
-        """Log density of values x (..., n_stars, n_names), summed over names."""
+        """Joint log density of values ``x`` of shape (..., n_stars, n_names)."""
         x = np.asarray(x, np.float32)
         expected = (len(self), len(self.names))
         if x.shape[-2:] != expected:
             raise ValueError(f"log_prob expects values of shape (..., n_stars, n_names) = "
                              f"(..., {expected[0]}, {expected[1]}) for {self.names}, got "
                              f"{x.shape}")
-        x = torch.as_tensor(x, device=self.loc.device)
+        if not np.isfinite(x).all():
+            raise ValueError("log_prob: values must be finite (NaN or inf given)")
         with torch.no_grad():
-            lp = self.base.log_prob((x - self.loc) / self.scale) - torch.log(self.scale)
-        return lp.sum(-1).cpu().numpy()
+            return self.dist.log_prob(torch.as_tensor(x, device=self.loc.device)).cpu().numpy()
+
+    # -- 1-D marginals --------------------------------------------------------------------
+
+    def _draws(self) -> np.ndarray:
+        """The seeded draws (n_mc, n_stars, n_names) behind a joint posterior's summaries."""
+        if self._mc is None:
+            self._mc = self.sample(self.n_mc, seed=0)
+        return self._mc
+
+    def _physical(self, z: torch.Tensor) -> np.ndarray:
+        return (z * self.scale + self.loc).cpu().numpy()
 
     def quantile(self, q: float) -> np.ndarray:
         """The q-quantile of each 1-D marginal, (n_stars, n_names)."""
         if not 0 < q < 1:
             raise ValueError(f"quantile level must be in (0, 1), got {q}")
+        if self.joint:
+            return np.quantile(self._draws(), q, axis=0).astype(np.float32)
+        m = self.marginals
         with torch.no_grad():
-            z = self.base.icdf(torch.full(self.base.batch_shape, float(q), device=self.loc.device))
-        return (z * self.scale + self.loc).cpu().numpy()
+            try:
+                return self._physical(m.icdf(torch.full(m.batch_shape, float(q),
+                                                        device=self.loc.device)))
+            except NotImplementedError:  # mixtures: bisection on the cdf
+                return self._physical(_bisect_icdf(m, float(q)))
 
     def median(self) -> np.ndarray:
         return self.quantile(0.5)
 
     def mean(self) -> np.ndarray:
+        if self.joint:
+            return self._draws().mean(0)
         with torch.no_grad():
-            return (self.base.mean * self.scale + self.loc).cpu().numpy()
+            return self._physical(self.marginals.mean)
 
     def std(self) -> np.ndarray:
+        if self.joint:
+            return self._draws().std(0)
         with torch.no_grad():
-            return (self.base.stddev * self.scale).cpu().numpy()
+            return (self.marginals.stddev * self.scale).cpu().numpy()
+
+    def grid(self, name: str, n: int = GRID) -> np.ndarray:
+        """A grid (n_stars, n) spanning the 0.05%-99.95% range of ``name``'s marginal."""
+        j = self._column(name)
+        lo, hi = self.quantile(0.0005)[:, j], self.quantile(0.9995)[:, j]
+        pad = 0.1 * (hi - lo) + 1e-6
+        return np.linspace(lo - pad, hi + pad, n, axis=1)
+
+    def pdf(self, name: str, x) -> np.ndarray:
+        """Marginal density of ``name`` at ``x`` (n_stars, n_points) or (n_points,).
+
+        Exact for 1-D heads; for a joint posterior a Gaussian kernel density estimate of
+        its ``n_mc`` draws (Scott's bandwidth).
+        """
+        j = self._column(name)
+        x = np.broadcast_to(np.asarray(x, np.float64), (len(self), np.shape(x)[-1]))
+        if self.joint:
+            s = self._draws()[:, :, j].T.astype(np.float64)  # (n_stars, n_mc)
+            bw = 1.06 * s.std(1, keepdims=True) * s.shape[1] ** -0.2 + 1e-9
+            u = (x[:, :, None] - s[:, None, :]) / bw[:, :, None]
+            return np.exp(-0.5 * u ** 2).mean(-1) / (bw * np.sqrt(2 * np.pi))
+        scale = float(self.scale[j])
+        z = torch.as_tensor((x - float(self.loc[j])) / scale, dtype=torch.float32,
+                            device=self.loc.device)
+        with torch.no_grad():
+            lp = self.marginals.log_prob(z.T.unsqueeze(-1).expand(-1, -1, len(self.names)))
+        return (lp[..., j].T.exp() / scale).double().cpu().numpy()
+
+    def modes(self, name: str, min_weight: float = 0.03) -> list[list[tuple[float, float]]]:
+        """For each star, the peaks of ``name``'s marginal as (value, weight), heaviest first.
+
+        A peak's weight is the probability mass of its basin (between the density minima
+        either side); peaks lighter than ``min_weight`` merge into their neighbour.
+        """
+        x = self.grid(name)
+        p = self.pdf(name, x)
+        return [_peaks(xi, pi, min_weight) for xi, pi in zip(x, p)]
 
     def summary(self) -> dict[str, np.ndarray]:
         """Columns ``<name>_median``, ``_mean``, ``_std``, ``_q16``, ``_q84`` for a table."""
@@ -80,3 +172,33 @@ class Posterior:
                  "q16": self.quantile(0.16), "q84": self.quantile(0.84)}
         return {f"{name}_{stat}": values[:, j] for j, name in enumerate(self.names)
                 for stat, values in stats.items()}
+
+
+def _bisect_icdf(dist: Distribution, q: float, steps: int = 48) -> torch.Tensor:
+    """Quantile of a 1-D distribution with a cdf (batch-wise bisection)."""
+    mean, std = dist.mean, dist.stddev
+    lo, hi = mean - 40 * std - 1, mean + 40 * std + 1
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        below = dist.cdf(mid) < q
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+def _peaks(x: np.ndarray, p: np.ndarray, min_weight: float) -> list[tuple[float, float]]:
+    """Local maxima of a density on a grid and the mass of their basins."""
+    inner = np.flatnonzero((p[1:-1] >= p[:-2]) & (p[1:-1] > p[2:])) + 1
+    peaks = list(inner) if len(inner) else [int(np.argmax(p))]
+    cell = np.gradient(x) * p  # mass per grid cell
+    total = cell.sum()
+    while True:
+        # basin edges: the lowest density point between neighbouring peaks
+        edges = [0] + [a + int(np.argmin(p[a:b + 1])) for a, b in zip(peaks, peaks[1:])] \
+            + [len(x)]
+        weights = np.array([cell[a:b].sum() for a, b in zip(edges, edges[1:])]) / total
+        light = int(np.argmin(weights))
+        if len(peaks) == 1 or weights[light] >= min_weight:
+            break
+        peaks.pop(light)
+    order = np.argsort(-weights)
+    return [(float(x[peaks[i]]), float(weights[i])) for i in order]

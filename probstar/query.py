@@ -20,6 +20,7 @@ import torch
 from .checkpoint import load_checkpoint
 from .data.observations import Observations
 from .evaluate import INPUT_SETS, predicted_medians, robust_scatter
+from .model.heads import MARGINAL_HEADS
 from .model.network import N_SCALARS, ProbStarNet
 from .posterior import Posterior
 from .vocab import NAMES, Normalization, index_of
@@ -63,7 +64,7 @@ class Model:
 
     def __repr__(self) -> str:
         c = self.net.config
-        return (f"Model(head={c.head!r}, dim={c.dim}, layers={c.encoder_layers}+"
+        return (f"Model(heads={c.outputs}, dim={c.dim}, layers={c.encoder_layers}+"
                 f"{c.decoder_layers}, epoch={self.meta.get('epoch')})")
 
     def _request(self, request: Sequence[str] | str) -> list[int]:
@@ -86,15 +87,49 @@ class Model:
             v[:, self._untrained] = torch.nan
         return v, s
 
-    def posterior(self, data: Any, request: Sequence[str] | str,
+    @property
+    def heads(self) -> tuple[str, ...]:
+        return self.net.config.outputs
+
+    @property
+    def default_head(self) -> str:
+        """The 1-D head that measured best (set when the model was packaged)."""
+        marginal = [h for h in self.heads if h in MARGINAL_HEADS]
+        return self.meta.get("default_head") or ("mixture" if "mixture" in marginal
+                                                 else (marginal or list(self.heads))[0])
+
+    def _head(self, head: str | None, names: list[str]) -> str:
+        if head is None:  # several names: their joint PDF where the flow models them
+            joint = "flow" in self.heads and len(names) > 1 and \
+                set(names) <= set(self.net.config.joint_names)
+            return "flow" if joint else self.default_head
+        if head not in self.heads:
+            raise ValueError(f"this model has no {head!r} head; it has {', '.join(self.heads)}")
+        if head == "flow" and not set(names) <= set(self.net.config.joint_names):
+            raise ValueError(f"the flow head models {', '.join(self.net.config.joint_names)} "
+                             f"jointly; {names} is outside that set (use head="
+                             f"{self.default_head!r} for independent 1-D PDFs)")
+        if head not in MARGINAL_HEADS + ("flow",):
+            raise ValueError(f"unknown head {head!r}")
+        return head
+
+    def posterior(self, data: Any, request: Sequence[str] | str, head: str | None = None,
                   ignore: Sequence[str] = (), batch_size: int = 2048) -> Posterior:
         """The distribution of ``request`` given the observations in ``data``, per star.
 
-        Requested quantities present in ``data`` (e.g. the APOGEE labels of a library
-        table) are not used as inputs, nor are the names in ``ignore``.
+        ``head``: ``"flow"`` gives the joint PDF of the requested names (correlations
+        kept), ``"mixture"`` / ``"gaussian"`` independent 1-D PDFs; by default several
+        names get the joint and one name the best 1-D head. Requested quantities present
+        in ``data`` (e.g. the APOGEE labels of a library table) are not used as inputs,
+        nor are the names in ``ignore``.
         """
         query = self._request(request)
+        query.sort()  # vocabulary order: the order the flow was trained in
+        names = [NAMES[i] for i in query]
+        head = self._head(head, names)
         obs = as_observations(data)
+        if len(obs) == 0:
+            raise ValueError("no stars to answer for: the input holds 0 rows")
         v, s = self._inputs(obs)
         unused = query + (index_of(list(ignore)) if len(ignore) else [])
         v[:, unused] = torch.nan
@@ -104,15 +139,21 @@ class Model:
             h = torch.cat([self.net(v[i:i + batch_size].to(device),
                                     s[i:i + batch_size].to(device), q)
                            for i in range(0, len(obs), batch_size)])
-        base = self.net.head(h.clone())  # outside inference mode: a normal distribution
+        h = h.clone()  # outside inference mode: distributions may need autograd-free ops
         loc = torch.as_tensor(self.normalization.loc[query], device=device)
         scale = torch.as_tensor(self.normalization.scale[query], device=device)
-        return Posterior(base, [NAMES[i] for i in query], loc, scale)
+        out = self.net.outputs[head]
+        if head == "flow":
+            return Posterior(out(h), names, loc, scale)
+        return Posterior.independent(out(h), names, loc, scale)
 
-    def predict(self, data: Any, request: Sequence[str] | str,
+    def predict(self, data: Any, request: Sequence[str] | str, head: str | None = None,
                 ignore: Sequence[str] = ()) -> dict[str, np.ndarray]:
-        """Summary columns (``<name>_median``, ``_std``, ``_q16``, ``_q84``...), input order."""
-        return self.posterior(data, request, ignore).summary()
+        """Summary columns (``<name>_median``, ``_std``, ``_q16``, ``_q84``...), input order.
+
+        The default head is the model's best 1-D head (exact quantiles).
+        """
+        return self.posterior(data, request, head or self.default_head, ignore).summary()
 
     def scores(self, obs: Observations, inputs: Sequence[str] = INPUT_SETS["xp+colours"],
                targets: Sequence[str] = ("teff", "logg", "fe_h")) -> dict[str, float]:
@@ -122,8 +163,8 @@ class Model:
 
 
 def predict(data: Any, request: Sequence[str] | str, model: str | Path | Model | None = None,
-            ignore: Sequence[str] = ()) -> dict[str, np.ndarray]:
+            head: str | None = None, ignore: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """One call: summary columns of ``request`` for each star of ``data``."""
     if not isinstance(model, Model):
         model = load_model(model)
-    return model.predict(data, request, ignore)
+    return model.predict(data, request, head, ignore)

@@ -9,10 +9,17 @@ for every target). The context recipe:
   a random subset of 7-pixel chunks (the rest);
 - each scalar is kept with a per-star probability u ~ U(0, 1) (so very short contexts,
   a single token included, are common), and with probability ``p_hide_labels`` all of
-  Teff, logg, [Fe/H], [alpha/M] are hidden (the main use: labels from observables).
+  Teff, logg, [Fe/H], [alpha/M] are hidden (the main use: labels from observables);
+- with probability ``p_labels_only`` the context is a random subset of the labels and
+  A_K only, no spectrum and no photometry ("given Teff = 4000 K, what is logg?");
+- each shown scalar loses its error with probability ``p_drop_errors`` (the training
+  labels all have errors; a user's Teff often comes without one).
 
-The loss is the head's negative log-likelihood of the noisy label, the label's own
-variance convolved in. AdamW, linear warm-up then cosine decay. Every
+The loss sums the heads' negative log-likelihoods of the noisy labels: each marginal
+head scores every hidden label (the label's variance convolved in); the flow head
+scores one random subset (1 to 4 names) of each star's hidden labels jointly. AdamW,
+linear warm-up then cosine decay. ``init_from`` starts from the weights (those whose
+names and shapes match) and the normalisation of a trained model: fine-tuning. Every
 ``checkpoint_every`` epochs the run folder gets, each file written atomically: the model
 (safetensors + config JSON), the best-on-validation model in ``best/``, the learning
 curve, and ``train_state.pt`` (weights, optimizer and RNG state of the same epoch, loaded
@@ -35,13 +42,17 @@ from tqdm.auto import tqdm
 from .checkpoint import CONFIG, load_checkpoint, load_train_state, save_checkpoint, \
     save_train_state
 from .data.observations import Observations
+from .model.heads import MARGINAL_HEADS
 from .model.network import N_PIXELS, N_SCALARS, ModelConfig, ProbStarNet
 from .vocab import LABEL_NAMES, NAMES, Normalization, index_of
 
-__all__ = ["TrainConfig", "PRESETS", "train", "sample_context"]
+__all__ = ["TrainConfig", "PRESETS", "train", "sample_context", "joint_subsets", "head_losses"]
 
 CHUNK = 7  # pixels per masking chunk (343 = 49 x 7)
 LABELS = index_of(LABEL_NAMES)  # vocabulary columns of teff, logg, fe_h, alpha_m
+ENCODER_PARTS = ("scalars.", "regions.", "star", "encoder.", "ln_memory.")  # freeze_encoder
+PARAMETER_MASK = torch.zeros(len(NAMES), dtype=torch.bool)  # labels-only contexts draw here
+PARAMETER_MASK[LABELS + index_of(["ak"])] = True
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,11 @@ class TrainConfig:
     p_full_spectrum: float = 0.5
     p_no_spectrum: float = 0.15
     p_hide_labels: float = 0.5
+    p_labels_only: float = 0.0
+    p_drop_errors: float = 0.0  # per scalar: shown without its error (users often have none)
+    init_from: str = ""  # a model folder to start from (fine-tuning); "" = from scratch
+    freeze_encoder: bool = False  # train only the decoder and heads (token embedding and
+    # encoder fixed): fine-tuning new heads at ~2x the speed
     seed: int = 0
     checkpoint_every: int = 5  # epochs
     device: str = "auto"  # "cpu", "cuda" or "auto"
@@ -66,7 +82,8 @@ class TrainConfig:
         for f in ("epochs", "batch_size", "checkpoint_every"):
             if getattr(self, f) < 1:
                 raise ValueError(f"TrainConfig.{f} must be >= 1, got {getattr(self, f)}")
-        for f in ("p_full_spectrum", "p_no_spectrum", "p_hide_labels", "warmup"):
+        for f in ("p_full_spectrum", "p_no_spectrum", "p_hide_labels", "p_labels_only",
+                  "p_drop_errors", "warmup"):
             if not 0 <= getattr(self, f) <= 1:
                 raise ValueError(f"TrainConfig.{f} must be a probability, got "
                                  f"{getattr(self, f)}")
@@ -100,8 +117,10 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
-def sample_context(values: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
-    """Hide a random part of each star (values (B, V), NaN = absent) following the recipe."""
+def sample_context(values: torch.Tensor, sigmas: torch.Tensor, cfg: TrainConfig,
+                   g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hide a random part of each star (values, sigmas (B, V), NaN = absent) following the
+    recipe; returns the shown values and their errors."""
     b, dev = values.shape[0], values.device
 
     def rand(*shape):
@@ -117,7 +136,32 @@ def sample_context(values: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -
                              torch.where(mode < cfg.p_full_spectrum + cfg.p_no_spectrum,
                                          False, chunk_keep.repeat_interleave(CHUNK, 1)))
     keep = torch.cat([keep_scalar, keep_pixel], 1)
-    return torch.where(keep, values, torch.nan)
+    labels_only = rand(b, 1) < cfg.p_labels_only
+    keep = torch.where(labels_only, PARAMETER_MASK.to(dev) & (rand(*keep.shape) < keep_prob),
+                       keep)
+    drop_error = torch.cat([rand(b, N_SCALARS) < cfg.p_drop_errors,
+                            keep.new_zeros(b, N_PIXELS)], 1)
+    return torch.where(keep, values, torch.nan), torch.where(drop_error, torch.nan, sigmas)
+
+
+def joint_subsets(eligible: torch.Tensor, max_dims: int,
+                  g: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A random non-empty subset of each star's eligible columns, grouped by size.
+
+    ``eligible`` (B, Q) bool. The subset size is uniform in 1..min(n_eligible, max_dims);
+    returns ``[(rows (n,), cols (n, d) in increasing order), ...]`` for d = 1..max_dims.
+    """
+    b, dev = eligible.shape[0], eligible.device
+    n = eligible.sum(1)
+    size = (torch.rand(b, generator=g, device=dev) * n.clamp(max=max_dims)).long() + 1
+    score = torch.rand(eligible.shape, generator=g, device=dev) + eligible.float()
+    order = score.argsort(1, descending=True)  # eligible columns first, shuffled
+    groups = []
+    for d in range(1, max_dims + 1):
+        rows = ((size == d) & (n > 0)).nonzero().flatten()
+        if rows.numel():
+            groups.append((rows, order[rows, :d].sort(1).values))
+    return groups
 
 
 def _device(name: str) -> torch.device:
@@ -139,6 +183,41 @@ def normalized_tensors(obs: Observations, norm: Normalization,
     """Normalised values and errors as float32 tensors (NaN = absent)."""
     v, s = norm.apply(obs.values, obs.errors)
     return torch.as_tensor(v, device=device), torch.as_tensor(s, device=device)
+
+
+def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.Tensor,
+                hidden: torch.Tensor, joint: torch.Tensor,
+                g: torch.Generator) -> dict[str, torch.Tensor]:
+    """Mean negative log-likelihood per label dimension of each head, on hidden labels.
+
+    ``h`` (B, Q, dim) decoder features of the target columns, ``y``/``var`` their labels
+    and label variances, ``hidden`` which labels count, ``joint`` the columns the flow
+    head models.
+    """
+    losses = {}
+    for name, head in net.outputs.items():
+        if name in MARGINAL_HEADS:
+            nll = head.loss(h, y, var)
+            losses[name] = (nll * hidden).sum() / hidden.sum().clamp(min=1)
+            continue
+        total, dims = h.new_zeros(()), 0
+        for rows, cols in joint_subsets(hidden[:, joint], head.max_dims, g):
+            cols = joint[cols]
+            total = total + head.loss(h[rows[:, None], cols], y[rows[:, None], cols]).sum()
+            dims += cols.numel()
+        losses[name] = total / max(dims, 1)
+    return losses
+
+
+def _init_from(net: ProbStarNet, folder: str) -> Normalization:
+    """Copy the matching weights of a trained model into ``net``; its normalisation."""
+    source, norm, _ = load_checkpoint(folder)
+    mine, theirs = net.state_dict(), source.state_dict()
+    shared = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
+    if not shared:
+        raise ValueError(f"{folder}: no weights in common with this architecture")
+    net.load_state_dict(shared, strict=False)
+    return norm
 
 
 def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_dir: str | Path,
@@ -175,14 +254,22 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
                                   "or choose another --output")
         run_dir.mkdir(parents=True, exist_ok=True)
         curve_path.unlink(missing_ok=True)
-        net, norm, state, start_epoch = ProbStarNet(cfg.model), Normalization.fit(
-            train_obs.values), None, 0
+        net, state, start_epoch = ProbStarNet(cfg.model), None, 0
+        if cfg.init_from:
+            norm = _init_from(net, cfg.init_from)
+        else:
+            norm = Normalization.fit(train_obs.values)
     net.to(device)
+    for name, p in net.named_parameters():
+        p.requires_grad_(not (cfg.freeze_encoder and name.startswith(ENCODER_PARTS)))
 
     values, sigmas = normalized_tensors(train_obs, norm, device)
     trained = torch.isfinite(values[:, :N_SCALARS]).any(0).nonzero().flatten()
     targets_y, targets_var = values[:, trained], torch.nan_to_num(sigmas[:, trained]) ** 2
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    joint = torch.tensor([i for i, t in enumerate(trained.tolist())
+                          if NAMES[t] in cfg.model.joint_names], device=device)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
     g = torch.Generator(device=device)
     g.manual_seed(cfg.seed)
     if state is not None:
@@ -207,15 +294,16 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * _lr_factor(step, total, cfg.warmup)
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            context = sample_context(values[idx], cfg, g)
-            h = net(context, sigmas[idx], trained)
+            context, context_sigmas = sample_context(values[idx], sigmas[idx], cfg, g)
+            h = net(context, context_sigmas, trained)
             y, var = targets_y[idx], targets_var[idx]
             hidden = torch.isfinite(y) & ~torch.isfinite(context[:, trained])
-            nll = net.head.loss(h, torch.nan_to_num(y), var)
-            loss = (nll * hidden).sum() / hidden.sum().clamp(min=1)
+            losses = head_losses(net, h, torch.nan_to_num(y), var, hidden, joint, g)
+            loss = sum(losses.values())
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad],
+                                           1.0)
             opt.step()
             seen += idx.numel()
             bar.update(1)
@@ -226,7 +314,9 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
         if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == end_epoch:
             net.eval()
             scores = Model(net, norm, meta).scores(val_obs)
-            record = {"epoch": epoch + 1, "train_loss": loss.item(), "epoch_seconds": elapsed,
+            record = {"epoch": epoch + 1, "train_loss": loss.item(),
+                      **{f"loss_{k}": v.item() for k, v in losses.items()},
+                      "epoch_seconds": elapsed,
                       "stars_per_second": seen / elapsed, **scores}
             with open(curve_path, "a") as f:
                 f.write(json.dumps(record) + "\n")

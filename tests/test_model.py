@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from probstar.checkpoint import CheckpointError, load_checkpoint
-from probstar.model import HEADS, ModelConfig, ProbStarNet, make_head
+from probstar.model import ModelConfig, ProbStarNet
 from probstar.model.network import N_SCALARS
 from probstar.train import PRESETS, TrainConfig, sample_context, train
 from probstar.vocab import NAMES, index_of
@@ -24,26 +24,13 @@ def random_batch(n=5, seed=0):
     return v, torch.rand(n, len(NAMES), generator=g) * 0.1
 
 
-@pytest.mark.parametrize("name", sorted(HEADS))
-def test_head_contract(name):
-    head = make_head(name, 16)
-    h = torch.randn(7, 3, 16, requires_grad=True)
-    d = head(h)
-    assert d.batch_shape == (7, 3)
-    assert d.sample((4,)).shape == (4, 7, 3)
-    y = torch.randn(7, 3)
-    loss = head.loss(h, y, torch.zeros(7, 3)).mean()
-    loss.backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
-    # label noise widens the predictive distribution of the measurement
-    assert torch.all(head(h, torch.full((7, 3), 4.0)).variance > d.variance)
-
-
 def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="dim"):
         ModelConfig(dim=30, heads=4)
-    with pytest.raises(ValueError, match="head"):
-        ModelConfig(head="nope")
+    with pytest.raises(ValueError, match="outputs"):
+        ModelConfig(outputs=("nope",))
+    with pytest.raises(ValueError, match="joint_names"):
+        ModelConfig(joint_names=("teff", "xp_500"))
     with pytest.raises(ValueError, match="unknown model config"):
         ModelConfig.from_dict({"dim": 32, "depth": 3})
 
@@ -84,14 +71,19 @@ def test_sample_context_hides_and_keeps():
     v, _ = random_batch(2000)
     v = torch.nan_to_num(v, 0.0)
     g = torch.Generator().manual_seed(1)
-    ctx = sample_context(v, PRESETS["smoke"], g)
+    cfg = replace(PRESETS["smoke"], p_drop_errors=0.5, p_labels_only=0.3)
+    ctx, sig = sample_context(v, torch.full_like(v, 0.1), cfg, g)
     shown = torch.isfinite(ctx)
     kept = shown.float().mean().item()
     assert 0.2 < kept < 0.8
     full = shown[:, N_SCALARS:].all(1).float().mean().item()
-    assert abs(full - PRESETS["smoke"].p_full_spectrum) < 0.05
+    assert abs(full - 0.7 * cfg.p_full_spectrum) < 0.05  # 30% are labels-only
     torch.testing.assert_close(ctx[shown], v[shown])  # visible values are untouched
     assert (shown.sum(1) <= 1).any()  # very short contexts occur
+    labels_only = ~shown[:, N_SCALARS:].any(1) & ~shown[:, 4:10].any(1) & shown.any(1)
+    assert labels_only.float().mean() > 0.2  # parameters only, no photometry or spectrum
+    dropped = torch.isnan(sig[:, :N_SCALARS]).float().mean().item()
+    assert abs(dropped - 0.5) < 0.03 and not torch.isnan(sig[:, N_SCALARS:]).any()
 
 
 def test_checkpoint_round_trip(tiny_run):

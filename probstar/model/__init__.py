@@ -1,6 +1,7 @@
 """The network (token embedding, set encoder, query decoder) and its output heads."""
 
-from .heads import HEADS, GaussianHead, Head, make_head
+from .heads import HEADS, MARGINAL_HEADS, FlowHead, GaussianHead, Head, MixtureHead, make_head
 from .network import ModelConfig, ProbStarNet
 
-__all__ = ["ModelConfig", "ProbStarNet", "Head", "GaussianHead", "HEADS", "make_head"]
+__all__ = ["ModelConfig", "ProbStarNet", "Head", "GaussianHead", "MixtureHead", "FlowHead",
+           "HEADS", "MARGINAL_HEADS", "make_head"]

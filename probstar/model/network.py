@@ -12,8 +12,9 @@ observation at all gets the population prior.
 Encoder: pre-LN self-attention over the present tokens, no positional encoding (the
 set is permutation invariant). Decoder: one learned query per requested name
 cross-attends to the encoded set; queries never see each other, so the answer for a
-name does not depend on which other names are asked. A head turns each decoder output
-into a distribution.
+name does not depend on which other names are asked. Heads turn the decoder outputs
+into distributions: 1-D per name (Gaussian, Gaussian mixture) or joint over several
+names (a normalizing flow); all share the network, and a model can carry several.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from ..vocab import NAMES, SCALAR_NAMES, XP_NAMES
+from ..vocab import LABEL_NAMES, NAMES, SCALAR_NAMES, XP_NAMES
 from .heads import HEADS, make_head
 
 __all__ = ["ModelConfig", "ProbStarNet"]
@@ -47,7 +48,9 @@ class ModelConfig:
     region_hidden: int = 256  # hidden width of the per-region pixel encoder
     use_errors: bool = True  # feed input uncertainties to the embedding
     dropout: float = 0.0
-    head: str = "gaussian"  # output distribution family (see heads.HEADS)
+    outputs: tuple[str, ...] = ("gaussian", "mixture", "flow")  # heads (see heads.HEADS)
+    components: int = 6  # Gaussians per mixture-head PDF
+    joint_names: tuple[str, ...] = LABEL_NAMES  # what the flow head models jointly
 
     def __post_init__(self) -> None:
         for f in ("dim", "heads", "encoder_layers", "decoder_layers", "ff_mult",
@@ -61,15 +64,26 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.xp_regions must be <= {N_PIXELS}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.head not in HEADS:
-            raise ValueError(f"ModelConfig.head {self.head!r} unknown; available: "
-                             f"{', '.join(sorted(HEADS))}")
+        unknown = [h for h in self.outputs if h not in HEADS]
+        if unknown or not self.outputs:
+            raise ValueError(f"ModelConfig.outputs: unknown head(s) {unknown} or none given; "
+                             f"available: {', '.join(sorted(HEADS))}")
+        if not set(self.joint_names) <= set(SCALAR_NAMES) or \
+                len(set(self.joint_names)) != len(self.joint_names):
+            raise ValueError(f"ModelConfig.joint_names must be distinct scalar names, got "
+                             f"{self.joint_names}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        if "head" in d:  # checkpoints before the PDF heads: one head named "head"
+            d["outputs"] = [d.pop("head")]
+        for f in ("outputs", "joint_names"):
+            if f in d:
+                d[f] = tuple(d[f])
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -143,7 +157,7 @@ class CrossBlock(nn.Module):
 
 
 class ProbStarNet(nn.Module):
-    """Observed set in, one feature vector per requested name out; ``head`` makes PDFs."""
+    """Observed set in, one feature vector per requested name out; ``outputs`` make PDFs."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -161,7 +175,7 @@ class ProbStarNet(nn.Module):
         self.decoder = nn.ModuleList(CrossBlock(c.dim, c.heads, c.ff_mult * c.dim, c.dropout)
                                      for _ in range(c.decoder_layers))
         self.ln_out = nn.LayerNorm(c.dim)
-        self.head = make_head(c.head, c.dim)
+        self.outputs = nn.ModuleDict({name: make_head(name, c) for name in c.outputs})
 
     def embed(self, values: Tensor, sigmas: Tensor) -> tuple[Tensor, Tensor]:
         """Normalised values / errors (B, V), NaN = absent -> tokens (B, T, dim), absent (B, T)."""

@@ -1,0 +1,126 @@
+"""PDF heads and the Posterior built on them: shapes, exact deconvolution, modes, quantiles."""
+
+import numpy as np
+import pyro.distributions as pdist
+import pytest
+import torch
+
+from probstar.model import MARGINAL_HEADS, ModelConfig, make_head
+from probstar.posterior import Posterior
+from probstar.train import joint_subsets
+
+TINY = ModelConfig(dim=16, heads=2, components=3)
+
+
+@pytest.mark.parametrize("name", MARGINAL_HEADS)
+def test_marginal_head_contract(name):
+    head = make_head(name, TINY)
+    h = torch.randn(7, 3, 16, requires_grad=True)
+    d = head(h)
+    assert d.batch_shape == (7, 3)
+    assert d.sample((4,)).shape == (4, 7, 3)
+    loss = head.loss(h, torch.randn(7, 3), torch.zeros(7, 3)).mean()
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    # label noise widens the predictive distribution of the measurement
+    assert torch.all(head(h, torch.full((7, 3), 4.0)).variance > d.variance)
+
+
+def test_mixture_deconvolution_is_exact():
+    """The noisy-label likelihood equals the true-value PDF convolved with the noise."""
+    head = make_head("mixture", TINY)
+    h = torch.randn(1, 1, 16)
+    noise_var = torch.tensor([[0.3]])
+    y = torch.tensor([[0.7]])
+    true = head(h)
+    t = torch.linspace(-15, 15, 60001, dtype=torch.float64).view(-1, 1, 1)
+    integrand = true.log_prob(t.float()).double().exp() * torch.distributions.Normal(
+        t, noise_var.sqrt().double()).log_prob(y.double()).exp()
+    numeric = torch.trapezoid(integrand.squeeze(), t.squeeze())
+    assert torch.isclose(head(h, noise_var).log_prob(y).double().exp().squeeze(), numeric,
+                         rtol=1e-4)
+
+
+@pytest.mark.parametrize("d", [1, 2, 4])
+def test_flow_head_is_a_joint_distribution(d):
+    head = make_head("flow", TINY)
+    h = torch.randn(5, d, 16, requires_grad=True)
+    dist = head(h)
+    assert dist.batch_shape == (5,) and dist.event_shape == (d,)
+    x = dist.sample((3,))
+    assert x.shape == (3, 5, d)
+    assert dist.log_prob(x).shape == (3, 5) and torch.isfinite(dist.log_prob(x)).all()
+    head.loss(h, torch.randn(5, d)).mean().backward()
+    assert h.grad.abs().sum() > 0
+
+
+def test_flow_density_integrates_to_one():
+    head = make_head("flow", TINY)
+    dist = head(torch.randn(2, 1, 16))
+    t = torch.linspace(-30, 30, 20001)
+    p = dist.log_prob(t.view(-1, 1, 1).expand(-1, 2, 1)).exp()
+    assert torch.allclose(torch.trapezoid(p, t, dim=0), torch.ones(2), atol=2e-3)
+
+
+def test_flow_refuses_too_many_names():
+    with pytest.raises(ValueError, match="1 to 4 names"):
+        make_head("flow", TINY)(torch.randn(2, 5, 16))
+
+
+def _two_peaks() -> Posterior:
+    """logg-like: 90% near 1.2 (sd 0.3), 10% near 4.6 (sd 0.15), in a scaled frame."""
+    mix = pdist.MixtureSameFamily(pdist.Categorical(torch.tensor([[[0.9, 0.1]]])),
+                                  pdist.Normal(torch.tensor([[[-1.0, 2.4]]]),
+                                               torch.tensor([[[0.3, 0.15]]])))
+    return Posterior.independent(mix, ["logg"], torch.tensor([2.2]), torch.tensor([1.0]))
+
+
+def test_modes_and_weights_of_a_bimodal_answer():
+    (peaks,) = _two_peaks().modes("logg")
+    assert len(peaks) == 2
+    (m1, w1), (m2, w2) = peaks
+    assert abs(m1 - 1.2) < 0.02 and abs(w1 - 0.9) < 0.01
+    assert abs(m2 - 4.6) < 0.02 and abs(w2 - 0.1) < 0.01
+
+
+def test_mixture_quantiles_match_draws():
+    post = _two_peaks()
+    draws = post.sample(200_000, seed=1)[:, 0, 0]
+    for q in (0.05, 0.5, 0.8, 0.95):  # (0.9 falls in the flat gap between the peaks)
+        assert abs(post.quantile(q)[0, 0] - np.quantile(draws, q)) < 0.03
+    assert abs(post.mean()[0, 0] - draws.mean()) < 0.01
+    x = np.linspace(-1, 7, 4001)
+    assert abs(np.trapezoid(post.pdf("logg", x)[0], x) - 1) < 1e-3
+
+
+def test_joint_posterior_summaries_are_seeded_and_consistent():
+    head = make_head("flow", TINY)
+    dist = head(torch.randn(3, 2, 16))
+    post = Posterior(dist, ["teff", "logg"], torch.tensor([5000.0, 3.0]),
+                     torch.tensor([500.0, 1.0]), n_mc=4000)
+    assert post.joint and "joint" in repr(post)
+    np.testing.assert_array_equal(post.median(), post.quantile(0.5))
+    again = Posterior(dist, post.names, post.loc, post.scale, n_mc=4000)
+    np.testing.assert_array_equal(post.median(), again.median())  # deterministic
+    x = post.grid("logg")
+    assert abs(np.trapezoid(post.pdf("logg", x), x, axis=1) - 1).max() < 0.02
+    assert sum(w for _, w in post.modes("logg")[0]) == pytest.approx(1, abs=1e-6)
+    assert post.log_prob(post.sample(2, seed=0)).shape == (2, 3)
+    with pytest.raises(KeyError, match="not requested"):
+        post.modes("fe_h")
+    with pytest.raises(ValueError, match="finite"):
+        post.log_prob(np.full((3, 2), np.nan))
+
+
+def test_joint_subsets_draw_from_eligible_columns_only():
+    g = torch.Generator().manual_seed(0)
+    eligible = torch.rand(500, 4, generator=g) < 0.6
+    groups = joint_subsets(eligible, 4, g)
+    rows = torch.cat([r for r, _ in groups])
+    assert sorted(rows.tolist()) == eligible.any(1).nonzero().flatten().tolist()
+    sizes = set()
+    for r, cols in groups:
+        assert eligible[r[:, None], cols].all()  # only eligible columns
+        assert (cols.diff(dim=1) > 0).all()  # distinct, in increasing order
+        sizes.add(cols.shape[1])
+    assert sizes == {1, 2, 3, 4}

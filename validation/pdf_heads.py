@@ -1,0 +1,151 @@
+"""Do the PDF heads answer ambiguous questions right? Teff-only logg on held-out stars.
+
+    python validation/pdf_heads.py               # writes validation/pdf_heads.md and .png
+
+1. Teff-only questions at 3700, 4000, 4300, 4700 and 5200 K: each head's logg PDF
+   against the logg of the test-split stars within +-50 K of that Teff. Mass above
+   logg = 3.5 (dwarfs) against the empirical fraction (bar: within 0.05), and the 1-D
+   Wasserstein distance between the PDF (20,000 draws) and those stars' labels (bar:
+   at most 0.15 dex).
+2. Point accuracy: the robust scatter of each head's median on the whole test split
+   from XP + colours (the table of validation/accuracy.md), all heads of one model.
+3. Calibration and label noise: coverage of the central 68% and 95% intervals, the
+   median predicted width, and the median APOGEE label error relative to it. The mixture
+   head is fitted with the label noise deconvolved (its PDF is of the true value); the
+   flow is fitted to the noisy labels (its PDF is of a measurement). The coverage
+   compares both against the noisy labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from scipy.stats import wasserstein_distance
+
+from probstar.data import load_split
+from probstar.evaluate import INPUT_SETS, accuracy_rows, format_table, predicted_medians
+from probstar.plots import axis_label
+from probstar.query import load_model
+from probstar.vocab import index_of
+
+TEFFS = (3700.0, 4000.0, 4300.0, 4700.0, 5200.0)
+WINDOW, GIANT_LOGG, N_DRAWS = 50.0, 3.5, 20_000
+TARGETS = ("teff", "logg", "fe_h")
+COLOURS = {"mixture": "#1f5fa8", "flow": "#2a9d3a", "gaussian": "#b03030"}
+
+
+def teff_only_rows(model, test) -> tuple[list[dict], dict]:
+    teff, logg = test.column("teff"), test.column("logg")
+    rows, curves = [], {}
+    for t in TEFFS:
+        sel = (np.abs(teff - t) <= WINDOW) & np.isfinite(logg)
+        ref = logg[sel]
+        for head in model.heads:
+            post = model.posterior({"teff": [t]}, ["logg"], head=head)
+            draws = post.sample(N_DRAWS, seed=0)[:, 0, 0]
+            x = np.linspace(-0.5, 5.5, 601)
+            curves[t, head] = (x, post.pdf("logg", x)[0])
+            mass, empirical = float(np.mean(draws > GIANT_LOGG)), float(np.mean(ref > GIANT_LOGG))
+            w1 = float(wasserstein_distance(draws, ref))
+            rows.append({"teff": t, "head": head, "n": int(sel.sum()), "mass": mass,
+                         "empirical": empirical, "w1": w1,
+                         "peaks": post.modes("logg")[0],
+                         "ok": abs(mass - empirical) <= 0.05 and w1 <= 0.15})
+        curves[t, "reference"] = ref
+    return rows, curves
+
+
+def calibration_rows(model, test) -> list[dict]:
+    rows = []
+    inputs = test.only(INPUT_SETS["xp+colours"])
+    for head in model.heads:
+        post = model.posterior(inputs, list(TARGETS), head=head)
+        lo68, hi68 = post.quantile(0.16), post.quantile(0.84)
+        lo95, hi95 = post.quantile(0.025), post.quantile(0.975)
+        width = (hi68 - lo68) / 2
+        for j, name in enumerate(post.names):
+            y, err = test.column(name), test.errors[:, index_of(name)[0]]
+            ok = np.isfinite(y)
+            rows.append({"head": head, "name": name,
+                         "c68": float(np.mean((y[ok] >= lo68[ok, j]) & (y[ok] <= hi68[ok, j]))),
+                         "c95": float(np.mean((y[ok] >= lo95[ok, j]) & (y[ok] <= hi95[ok, j]))),
+                         "width": float(np.median(width[ok, j])),
+                         "noise": float(np.nanmedian(err[ok] / width[ok, j]))})
+    return rows
+
+
+def plot(curves: dict, heads: tuple[str, ...], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(TEFFS), figsize=(3.2 * len(TEFFS), 3.4), sharey=True)
+    for ax, t in zip(axes, TEFFS):
+        ref = curves[t, "reference"]
+        ax.hist(ref, bins=np.linspace(-0.5, 5.5, 31), density=True, color="0.8",
+                label=f"test stars ({len(ref)})")
+        for head in heads:
+            x, p = curves[t, head]
+            ax.plot(x, p, color=COLOURS.get(head), lw=1.6, label=f"{head} head")
+        ax.axvline(GIANT_LOGG, color="0.4", ls=":", lw=1)
+        ax.set_title(rf"given only $T_\mathrm{{eff}}$ = {t:.0f} K", fontsize=10)
+        ax.set_xlabel(axis_label("logg"))
+    axes[0].set_ylabel("probability density")
+    axes[0].legend(fontsize=8, frameon=False, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="model folder (default: the shipped model)")
+    p.add_argument("--output", default=str(Path(__file__).with_name("pdf_heads.md")))
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    model, test = load_model(args.model), load_split("test")
+
+    rows, curves = teff_only_rows(model, test)
+    plot(curves, model.heads, Path(args.output).with_suffix(".png"))
+    out = [f"# PDF heads on held-out stars\n\n`python validation/pdf_heads.py` "
+           f"({model}; test split, {len(test)} stars; {time.perf_counter() - t0:.0f} s "
+           "to here)\n",
+           "## 1. Teff-only questions: logg\n",
+           f"Mass above logg = {GIANT_LOGG} (dwarfs) vs the fraction among test stars within "
+           f"±{WINDOW:g} K; W1 = Wasserstein distance (dex) between the PDF ({N_DRAWS} draws) "
+           "and those stars' logg. Bar: |mass - fraction| <= 0.05 and W1 <= 0.15.\n",
+           "| Teff (K) | head | test stars | PDF mass > 3.5 | test fraction > 3.5 | W1 (dex) | "
+           "peaks (weight) | meets bar |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        peaks = ", ".join(f"{v:.2f} ({w:.2f})" for v, w in r["peaks"])
+        out.append(f"| {r['teff']:.0f} | {r['head']} | {r['n']} | {r['mass']:.3f} | "
+                   f"{r['empirical']:.3f} | {r['w1']:.3f} | {peaks} | "
+                   f"{'yes' if r['ok'] else 'no'} |")
+    out.append(f"\n![Teff-only logg PDFs]({Path(args.output).with_suffix('.png').name})\n")
+
+    acc = []
+    for head in model.heads:
+        t1 = time.perf_counter()
+        medians = predicted_medians(model, test, INPUT_SETS["xp+colours"], TARGETS, head)
+        acc += accuracy_rows(f"{head} head ({time.perf_counter() - t1:.0f} s)", test, medians)
+    out += ["## 2. Point accuracy of each head's median (XP + colours, test split)\n",
+            format_table(acc)]
+
+    cal = calibration_rows(model, test)
+    out += ["## 3. Calibration against the (noisy) test labels\n",
+            "c68 / c95: fraction of labels inside the central 68% / 95% interval (ideal "
+            "0.68 / 0.95). Width: median half-width of the 68% interval. Noise: median "
+            "APOGEE label error / that width; label noise adds noise^2 to the squared "
+            "width of a measurement's PDF.\n",
+            "| head | quantity | c68 | c95 | width | noise / width |", "|---|---|---|---|---|---|"]
+    for r in cal:
+        out.append(f"| {r['head']} | {r['name']} | {r['c68']:.3f} | {r['c95']:.3f} | "
+                   f"{r['width']:.3g} | {r['noise']:.2f} |")
+    out.append(f"\nTotal {time.perf_counter() - t0:.0f} s on {torch.get_num_threads()} threads.")
+    Path(args.output).write_text("\n".join(out) + "\n")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
