@@ -174,9 +174,10 @@ def cmd_evaluate(args) -> None:
     request = [NAMES[i] for i in index_of(args.request)]  # aliases -> names
     rows = []
     for inputs in args.inputs:
-        medians = predicted_medians(model, test, INPUT_SETS[inputs], request)
+        medians = predicted_medians(model, test, INPUT_SETS[inputs], request, args.head)
         rows += accuracy_rows(f"probstar ({inputs})", test, medians)
-    print(f"Test split ({len(test)} held-out stars), {model}:\n")
+    print(f"Test split ({len(test)} held-out stars), {model}, "
+          f"{args.head or model.default_head} head:\n")
     print(format_table(rows))
     print(f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
 
@@ -258,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--request", nargs="+", default=["teff", "logg", "fe_h"])
     v.add_argument("--inputs", nargs="+", default=["xp+colours"],
                    choices=list(INPUT_SETS))
+    v.add_argument("--head", choices=["mixture", "gaussian", "flow"],
+                   help="whose median is scored (default: the model's best 1-D head)")
     v.set_defaults(func=cmd_evaluate)
 
     i = sub.add_parser("info", help="describe a model")

@@ -12,8 +12,13 @@ for every target). The context recipe:
   Teff, logg, [Fe/H], [alpha/M] are hidden (the main use: labels from observables);
 - with probability ``p_labels_only`` the context is a random subset of the labels and
   A_K only, no spectrum and no photometry ("given Teff = 4000 K, what is logg?");
-- each shown scalar loses its error with probability ``p_drop_errors`` (the training
-  labels all have errors; a user's Teff often comes without one).
+- with ``label_errors``, a label shown as an input never carries its APOGEE error: that
+  error says what kind of star it is (ASPCAP errors differ between giants and dwarfs),
+  a shortcut that turns "Teff = 4000 +- 30 K" into a different question from
+  "Teff = 4000 +- 10 K". Instead half the shown labels come without an error and half
+  with a synthetic measurement error sigma (log-uniform, 0.02 to 0.5 of the label's
+  scale) that is also added to the value as Gaussian noise: the model learns to read an
+  input error as measurement uncertainty only.
 
 The loss sums the heads' negative log-likelihoods of the noisy labels: each marginal
 head scores every hidden label (the label's variance convolved in); the flow head
@@ -69,7 +74,7 @@ class TrainConfig:
     p_no_spectrum: float = 0.15
     p_hide_labels: float = 0.5
     p_labels_only: float = 0.0
-    p_drop_errors: float = 0.0  # per scalar: shown without its error (users often have none)
+    label_errors: bool = False  # labels as inputs: synthetic errors or none (see recipe)
     init_from: str = ""  # a model folder to start from (fine-tuning); "" = from scratch
     freeze_encoder: bool = False  # train only the decoder and heads (token embedding and
     # encoder fixed): fine-tuning new heads at ~2x the speed
@@ -83,7 +88,7 @@ class TrainConfig:
             if getattr(self, f) < 1:
                 raise ValueError(f"TrainConfig.{f} must be >= 1, got {getattr(self, f)}")
         for f in ("p_full_spectrum", "p_no_spectrum", "p_hide_labels", "p_labels_only",
-                  "p_drop_errors", "warmup"):
+                  "warmup"):
             if not 0 <= getattr(self, f) <= 1:
                 raise ValueError(f"TrainConfig.{f} must be a probability, got "
                                  f"{getattr(self, f)}")
@@ -139,9 +144,15 @@ def sample_context(values: torch.Tensor, sigmas: torch.Tensor, cfg: TrainConfig,
     labels_only = rand(b, 1) < cfg.p_labels_only
     keep = torch.where(labels_only, PARAMETER_MASK.to(dev) & (rand(*keep.shape) < keep_prob),
                        keep)
-    drop_error = torch.cat([rand(b, N_SCALARS) < cfg.p_drop_errors,
-                            keep.new_zeros(b, N_PIXELS)], 1)
-    return torch.where(keep, values, torch.nan), torch.where(drop_error, torch.nan, sigmas)
+    values = torch.where(keep, values, torch.nan)
+    if cfg.label_errors:
+        synthetic = torch.exp(math.log(0.02) + rand(b, len(LABELS)) * math.log(0.5 / 0.02))
+        with_error = rand(b, len(LABELS)) < 0.5
+        noise = torch.randn(b, len(LABELS), generator=g, device=dev) * synthetic
+        values, sigmas = values.clone(), sigmas.clone()
+        values[:, LABELS] += torch.where(with_error, noise, 0.0)
+        sigmas[:, LABELS] = torch.where(with_error, synthetic, torch.nan)
+    return values, sigmas
 
 
 def joint_subsets(eligible: torch.Tensor, max_dims: int,

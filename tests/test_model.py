@@ -71,19 +71,26 @@ def test_sample_context_hides_and_keeps():
     v, _ = random_batch(2000)
     v = torch.nan_to_num(v, 0.0)
     g = torch.Generator().manual_seed(1)
-    cfg = replace(PRESETS["smoke"], p_drop_errors=0.5, p_labels_only=0.3)
+    cfg = replace(PRESETS["smoke"], label_errors=True, p_labels_only=0.3)
     ctx, sig = sample_context(v, torch.full_like(v, 0.1), cfg, g)
     shown = torch.isfinite(ctx)
     kept = shown.float().mean().item()
     assert 0.2 < kept < 0.8
     full = shown[:, N_SCALARS:].all(1).float().mean().item()
     assert abs(full - 0.7 * cfg.p_full_spectrum) < 0.05  # 30% are labels-only
-    torch.testing.assert_close(ctx[shown], v[shown])  # visible values are untouched
+    rest = shown.clone()
+    rest[:, :4] = False  # labels: perturbed by their synthetic errors, if any
+    torch.testing.assert_close(ctx[rest], v[rest])  # other visible values are untouched
+    label_sig = sig[:, :4][shown[:, :4]]
+    assert abs(torch.isnan(label_sig).float().mean() - 0.5) < 0.05  # half without error
+    assert (label_sig[~torch.isnan(label_sig)] != 0.1).all()  # never the label's own error
+    noisy = ~torch.isnan(sig[:, :4]) & shown[:, :4]
+    z = (ctx[:, :4][noisy] - v[:, :4][noisy]) / sig[:, :4][noisy]
+    assert abs(z.std().item() - 1) < 0.1  # the value carries the noise its error says
     assert (shown.sum(1) <= 1).any()  # very short contexts occur
     labels_only = ~shown[:, N_SCALARS:].any(1) & ~shown[:, 4:10].any(1) & shown.any(1)
     assert labels_only.float().mean() > 0.2  # parameters only, no photometry or spectrum
-    dropped = torch.isnan(sig[:, :N_SCALARS]).float().mean().item()
-    assert abs(dropped - 0.5) < 0.03 and not torch.isnan(sig[:, N_SCALARS:]).any()
+    torch.testing.assert_close(sig[:, 4:], torch.full_like(sig[:, 4:], 0.1))
 
 
 def test_checkpoint_round_trip(tiny_run):
