@@ -54,7 +54,7 @@ def cmd_train(args) -> None:
     print(f"training preset {args.preset!r} on {len(train_obs)} stars "
           f"(validation {len(val_obs)}) -> {args.output}", file=sys.stderr)
     run = train(cfg, train_obs, val_obs, args.output, resume=args.resume,
-                data_hash=data_hash(train_obs))
+                data_hash=data_hash(train_obs), stop_after=args.stop_after)
     print(f"model written to {run}", file=sys.stderr)
 
 
@@ -206,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, help="override the preset's number of epochs")
     t.add_argument("--seed", type=int)
     t.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    t.add_argument("--stop-after", type=int, metavar="EPOCH",
+                   help="stop after this epoch (the schedule stays that of --epochs)")
     t.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
                    help="override preset settings, e.g. dim=64 xp_regions=7 lr=3e-4 "
                         "(repeatable)")

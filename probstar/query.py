@@ -93,10 +93,10 @@ class Model:
 
     @property
     def default_head(self) -> str:
-        """The 1-D head that measured best (set when the model was packaged)."""
-        marginal = [h for h in self.heads if h in MARGINAL_HEADS]
-        return self.meta.get("default_head") or ("mixture" if "mixture" in marginal
-                                                 else (marginal or list(self.heads))[0])
+        """The 1-D head used when none is named: the mixture (best in
+        validation/pdf_heads.md) when the model has one."""
+        marginal = [h for h in self.heads if h in MARGINAL_HEADS] or list(self.heads)
+        return "mixture" if "mixture" in marginal else marginal[0]
 
     def _head(self, head: str | None, names: list[str]) -> str:
         if head is None:  # several names: their joint PDF where the flow models them
@@ -109,8 +109,6 @@ class Model:
             raise ValueError(f"the flow head models {', '.join(self.net.config.joint_names)} "
                              f"jointly; {names} is outside that set (use head="
                              f"{self.default_head!r} for independent 1-D PDFs)")
-        if head not in MARGINAL_HEADS + ("flow",):
-            raise ValueError(f"unknown head {head!r}")
         return head
 
     def posterior(self, data: Any, request: Sequence[str] | str, head: str | None = None,
@@ -139,7 +137,7 @@ class Model:
             h = torch.cat([self.net(v[i:i + batch_size].to(device),
                                     s[i:i + batch_size].to(device), q)
                            for i in range(0, len(obs), batch_size)])
-        h = h.clone()  # outside inference mode: distributions may need autograd-free ops
+        h = h.clone()  # a normal tensor: inference-mode ones refuse later autograd use
         loc = torch.as_tensor(self.normalization.loc[query], device=device)
         scale = torch.as_tensor(self.normalization.scale[query], device=device)
         out = self.net.outputs[head]

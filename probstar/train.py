@@ -11,7 +11,8 @@ for every target). The context recipe:
   a single token included, are common), and with probability ``p_hide_labels`` all of
   Teff, logg, [Fe/H], [alpha/M] are hidden (the main use: labels from observables);
 - with probability ``p_labels_only`` the context is a random subset of the labels and
-  A_K only, no spectrum and no photometry ("given Teff = 4000 K, what is logg?");
+  A_K only, no spectrum and no photometry ("given Teff = 4000 K, what is logg?"): each
+  kept with the star's probability u, or (``labels_only_max``) 1 to that many of them;
 - with ``label_errors``, a label shown as an input never carries its APOGEE error: that
   error says what kind of star it is (ASPCAP errors differ between giants and dwarfs),
   a shortcut that turns "Teff = 4000 +- 30 K" into a different question from
@@ -56,8 +57,9 @@ __all__ = ["TrainConfig", "PRESETS", "train", "sample_context", "joint_subsets",
 CHUNK = 7  # pixels per masking chunk (343 = 49 x 7)
 LABELS = index_of(LABEL_NAMES)  # vocabulary columns of teff, logg, fe_h, alpha_m
 ENCODER_PARTS = ("scalars.", "regions.", "star", "encoder.", "ln_memory.")  # freeze_encoder
-PARAMETER_MASK = torch.zeros(len(NAMES), dtype=torch.bool)  # labels-only contexts draw here
-PARAMETER_MASK[LABELS + index_of(["ak"])] = True
+PARAMETERS = LABELS + index_of(["ak"])  # what labels-only contexts show
+PARAMETER_MASK = torch.zeros(len(NAMES), dtype=torch.bool)
+PARAMETER_MASK[PARAMETERS] = True
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class TrainConfig:
     p_no_spectrum: float = 0.15
     p_hide_labels: float = 0.5
     p_labels_only: float = 0.0
+    labels_only_max: int = 0  # labels-only contexts show 1..this many parameters (0: each
+    # parameter kept with the star's keep probability u)
     label_errors: bool = False  # labels as inputs: synthetic errors or none (see recipe)
     init_from: str = ""  # a model folder to start from (fine-tuning); "" = from scratch
     freeze_encoder: bool = False  # train only the decoder and heads (token embedding and
@@ -142,8 +146,14 @@ def sample_context(values: torch.Tensor, sigmas: torch.Tensor, cfg: TrainConfig,
                                          False, chunk_keep.repeat_interleave(CHUNK, 1)))
     keep = torch.cat([keep_scalar, keep_pixel], 1)
     labels_only = rand(b, 1) < cfg.p_labels_only
-    keep = torch.where(labels_only, PARAMETER_MASK.to(dev) & (rand(*keep.shape) < keep_prob),
-                       keep)
+    if cfg.labels_only_max:
+        rank = rand(b, len(PARAMETERS)).argsort(1).argsort(1)  # a random order of them
+        count = 1 + (rand(b, 1) * cfg.labels_only_max).long()
+        few = torch.zeros_like(keep)
+        few[:, PARAMETERS] = rank < count
+    else:
+        few = PARAMETER_MASK.to(dev) & (rand(*keep.shape) < keep_prob)
+    keep = torch.where(labels_only, few, keep)
     values = torch.where(keep, values, torch.nan)
     if cfg.label_errors:
         synthetic = torch.exp(math.log(0.02) + rand(b, len(LABELS)) * math.log(0.5 / 0.02))
@@ -194,6 +204,22 @@ def normalized_tensors(obs: Observations, norm: Normalization,
     """Normalised values and errors as float32 tensors (NaN = absent)."""
     v, s = norm.apply(obs.values, obs.errors)
     return torch.as_tensor(v, device=device), torch.as_tensor(s, device=device)
+
+
+def forward_grouped(net: ProbStarNet, values: torch.Tensor, sigmas: torch.Tensor,
+                    query: torch.Tensor) -> torch.Tensor:
+    """``net(values, sigmas, query)``, contexts without a spectrum run as their own batch.
+
+    The network drops tokens that no star of a batch has, so a batch of short contexts
+    (a few labels) costs a fraction of one with spectra; the result is the same.
+    """
+    short = ~torch.isfinite(values[:, N_SCALARS:]).any(1)
+    if short.all() or not short.any():
+        return net(values, sigmas, query)
+    h = values.new_empty(values.shape[0], len(query), net.config.dim)
+    for group in (short, ~short):
+        h[group] = net(values[group], sigmas[group], query)
+    return h
 
 
 def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.Tensor,
@@ -306,7 +332,7 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
                 group["lr"] = cfg.lr * _lr_factor(step, total, cfg.warmup)
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             context, context_sigmas = sample_context(values[idx], sigmas[idx], cfg, g)
-            h = net(context, context_sigmas, trained)
+            h = forward_grouped(net, context, context_sigmas, trained)
             y, var = targets_y[idx], targets_var[idx]
             hidden = torch.isfinite(y) & ~torch.isfinite(context[:, trained])
             losses = head_losses(net, h, torch.nan_to_num(y), var, hidden, joint, g)

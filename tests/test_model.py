@@ -154,3 +154,17 @@ def test_train_config_validation():
         TrainConfig(p_full_spectrum=1.5)
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)
+
+
+def test_dropping_absent_tokens_and_grouping_change_no_answer():
+    """Tokens no star has are dropped, short contexts run apart: same features per star."""
+    from probstar.train import forward_grouped
+
+    net = ProbStarNet(SMALL).eval()
+    v, s = random_batch(6)
+    v[:3, N_SCALARS:] = torch.nan  # three stars without a spectrum
+    query = torch.arange(4)
+    with torch.no_grad():
+        grouped = forward_grouped(net, v, s, query)
+        alone = torch.cat([net(v[i:i + 1], s[i:i + 1], query) for i in range(6)])
+    torch.testing.assert_close(grouped, alone, atol=1e-5, rtol=1e-5)

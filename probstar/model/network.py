@@ -202,4 +202,6 @@ class ProbStarNet(nn.Module):
 
     def forward(self, values: Tensor, sigmas: Tensor, query: Tensor) -> Tensor:
         tokens, absent = self.embed(values, sigmas)
+        used = ~absent.all(0)  # tokens no star of the batch has: dropped (exact, and fast
+        tokens, absent = tokens[:, used], absent[:, used]  # for short contexts)
         return self.decode(self.encode(tokens, absent), absent, query)
