@@ -86,7 +86,8 @@ def corner_plot(posterior: Posterior, star: int = 0, *, n: int = 5000, seed: int
     if reference is not None and len(reference):
         few = len(reference) < 200
         corner.corner(reference, fig=fig, color=REFERENCE_COLOUR,
-                      **{**style, "plot_datapoints": few, "plot_density": False,
+                      **{**style, "bins": 20 if len(reference) < 100 else 40,
+                         "plot_datapoints": few, "plot_density": False,
                          "plot_contours": not few, "data_kwargs": {"alpha": 0.8, "ms": 3},
                          "hist_kwargs": {**style["hist_kwargs"], "color": REFERENCE_COLOUR}})
         handles.append(Line2D([], [], color=REFERENCE_COLOUR, lw=2,

@@ -3,11 +3,12 @@
     python validation/pdf_heads.py               # writes validation/pdf_heads.md and .png
 
 1. Teff-only questions at 3700, 4000, 4300, 4700 and 5200 K: each head's logg PDF
-   against the logg of the test-split stars within +-50 K of that Teff. Mass above
+   against the logg of the held-out stars (test split; ``--split validation`` when
+   choosing between models) within +-50 K of that Teff. Mass above
    logg = 3.5 (dwarfs) against the empirical fraction (bar: within 0.05), and the 1-D
    Wasserstein distance between the PDF (20,000 draws) and those stars' labels (bar:
    at most 0.15 dex).
-2. Point accuracy: the robust scatter of each head's median on the whole test split
+2. Point accuracy: the robust scatter of each head's median on the whole split
    from XP + colours (the table of validation/accuracy.md), all heads of one model.
 3. Calibration and label noise: coverage of the central 68% and 95% intervals, the
    median predicted width, and the median APOGEE label error relative to it. The mixture
@@ -39,8 +40,8 @@ TARGETS = ("teff", "logg", "fe_h")
 COLOURS = {"mixture": "#1f5fa8", "flow": "#2a9d3a", "gaussian": "#b03030"}
 
 
-def teff_only_rows(model, test) -> tuple[list[dict], dict]:
-    teff, logg = test.column("teff"), test.column("logg")
+def teff_only_rows(model, stars) -> tuple[list[dict], dict]:
+    teff, logg = stars.column("teff"), stars.column("logg")
     rows, curves = [], {}
     for t in TEFFS:
         sel = (np.abs(teff - t) <= WINDOW) & np.isfinite(logg)
@@ -60,16 +61,16 @@ def teff_only_rows(model, test) -> tuple[list[dict], dict]:
     return rows, curves
 
 
-def calibration_rows(model, test) -> list[dict]:
+def calibration_rows(model, stars) -> list[dict]:
     rows = []
-    inputs = test.only(INPUT_SETS["xp+colours"])
+    inputs = stars.only(INPUT_SETS["xp+colours"])
     for head in model.heads:
         post = model.posterior(inputs, list(TARGETS), head=head)
         lo68, hi68 = post.quantile(0.16), post.quantile(0.84)
         lo95, hi95 = post.quantile(0.025), post.quantile(0.975)
         width = (hi68 - lo68) / 2
         for j, name in enumerate(post.names):
-            y, err = test.column(name), test.errors[:, index_of(name)[0]]
+            y, err = stars.column(name), stars.errors[:, index_of(name)[0]]
             ok = np.isfinite(y)
             rows.append({"head": head, "name": name,
                          "c68": float(np.mean((y[ok] >= lo68[ok, j]) & (y[ok] <= hi68[ok, j]))),
@@ -84,7 +85,7 @@ def plot(curves: dict, heads: tuple[str, ...], path: Path) -> None:
     for ax, t in zip(axes, TEFFS):
         ref = curves[t, "reference"]
         ax.hist(ref, bins=np.linspace(-0.5, 5.5, 31), density=True, color="0.8",
-                label=f"test stars ({len(ref)})")
+                label=f"held-out stars ({len(ref)})")
         for head in heads:
             x, p = curves[t, head]
             ax.plot(x, p, color=COLOURS.get(head), lw=1.6, label=f"{head} head")
@@ -101,21 +102,24 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="model folder (default: the shipped model)")
     p.add_argument("--output", default=str(Path(__file__).with_name("pdf_heads.md")))
+    p.add_argument("--split", default="test", choices=("test", "validation"),
+                   help="held-out stars to compare with (validation: for choosing models)")
     args = p.parse_args()
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    model, test = load_model(args.model), load_split("test")
+    model, stars = load_model(args.model), load_split(args.split)
 
-    rows, curves = teff_only_rows(model, test)
+    rows, curves = teff_only_rows(model, stars)
     plot(curves, model.heads, Path(args.output).with_suffix(".png"))
-    out = [f"# PDF heads on held-out stars\n\n`python validation/pdf_heads.py` "
-           f"({model}; test split, {len(test)} stars; {time.perf_counter() - t0:.0f} s "
+    out = [f"# PDF heads on held-out stars\n\n`python validation/pdf_heads.py "
+           f"--split {args.split}` "
+           f"({model}; {args.split} split, {len(stars)} stars; {time.perf_counter() - t0:.0f} s "
            "to here)\n",
            "## 1. Teff-only questions: logg\n",
-           f"Mass above logg = {GIANT_LOGG} (dwarfs) vs the fraction among test stars within "
+           f"Mass above logg = {GIANT_LOGG} (dwarfs) vs the fraction among held-out stars within "
            f"±{WINDOW:g} K; W1 = Wasserstein distance (dex) between the PDF ({N_DRAWS} draws) "
            "and those stars' logg. Bar: |mass - fraction| <= 0.05 and W1 <= 0.15.\n",
-           "| Teff (K) | head | test stars | PDF mass > 3.5 | test fraction > 3.5 | W1 (dex) | "
+           "| Teff (K) | head | stars | PDF mass > 3.5 | their fraction > 3.5 | W1 (dex) | "
            "peaks (weight) | meets bar |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         peaks = ", ".join(f"{v:.2f} ({w:.2f})" for v, w in r["peaks"])
@@ -127,13 +131,13 @@ def main() -> None:
     acc = []
     for head in model.heads:
         t1 = time.perf_counter()
-        medians = predicted_medians(model, test, INPUT_SETS["xp+colours"], TARGETS, head)
-        acc += accuracy_rows(f"{head} head ({time.perf_counter() - t1:.0f} s)", test, medians)
-    out += ["## 2. Point accuracy of each head's median (XP + colours, test split)\n",
+        medians = predicted_medians(model, stars, INPUT_SETS["xp+colours"], TARGETS, head)
+        acc += accuracy_rows(f"{head} head ({time.perf_counter() - t1:.0f} s)", stars, medians)
+    out += [f"## 2. Point accuracy of each head's median (XP + colours, {args.split} split)\n",
             format_table(acc)]
 
-    cal = calibration_rows(model, test)
-    out += ["## 3. Calibration against the (noisy) test labels\n",
+    cal = calibration_rows(model, stars)
+    out += [f"## 3. Calibration against the (noisy) {args.split} labels\n",
             "c68 / c95: fraction of labels inside the central 68% / 95% interval (ideal "
             "0.68 / 0.95). Width: median half-width of the 68% interval. Noise: median "
             "APOGEE label error / that width; label noise adds noise^2 to the squared "
