@@ -145,10 +145,8 @@ class Posterior:
         j = self._column(name)
         x = np.broadcast_to(np.asarray(x, np.float64), (len(self), np.shape(x)[-1]))
         if self.joint:
-            s = self._draws()[:, :, j].T.astype(np.float64)  # (n_stars, n_mc)
-            bw = 1.06 * s.std(1, keepdims=True) * s.shape[1] ** -0.2 + 1e-9
-            u = (x[:, :, None] - s[:, None, :]) / bw[:, :, None]
-            return np.exp(-0.5 * u ** 2).mean(-1) / (bw * np.sqrt(2 * np.pi))
+            return np.concatenate([_kde(self._draws()[:, i:i + 64, j].T, x[i:i + 64])
+                                   for i in range(0, len(self), 64)])  # bounded memory
         scale = float(self.scale[j])
         z = torch.as_tensor((x - float(self.loc[j])) / scale, dtype=torch.float32,
                             device=self.loc.device)
@@ -172,6 +170,14 @@ class Posterior:
                  "q16": self.quantile(0.16), "q84": self.quantile(0.84)}
         return {f"{name}_{stat}": values[:, j] for j, name in enumerate(self.names)
                 for stat, values in stats.items()}
+
+
+def _kde(draws: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Gaussian kernel density (Scott's bandwidth) of draws (n, m) at x (n, k), per row."""
+    draws = draws.astype(np.float64)
+    bw = 1.06 * draws.std(1, keepdims=True) * draws.shape[1] ** -0.2 + 1e-9
+    u = (x[:, :, None] - draws[:, None, :]) / bw[:, :, None]
+    return np.exp(-0.5 * u ** 2).mean(-1) / (bw * np.sqrt(2 * np.pi))
 
 
 def _bisect_icdf(dist: Distribution, q: float, steps: int = 48) -> torch.Tensor:
