@@ -92,7 +92,7 @@ def cmd_sample(args) -> None:
           f"({'joint' if post.joint else 'independent'}) -> {args.output} "
           f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     if args.corner:
-        from .plots import corner_plot
+        from .plots import condition_text, corner_plot
         from .vocab import SCALAR_NAMES
 
         N_SCALARS = len(SCALAR_NAMES)
@@ -101,7 +101,8 @@ def cmd_sample(args) -> None:
         known = [obs.column(n)[args.star] for n in post.names]
         truths = known if np.isfinite(known).all() else None  # the input's own values
         row = obs.values[args.star]
-        given = [n for n, v in zip(SCALAR_NAMES, row) if np.isfinite(v) and n not in post.names]
+        given = [condition_text(n, v) for n, v in zip(SCALAR_NAMES, row)
+                 if np.isfinite(v) and n not in post.names]
         given = ", ".join(given + ["XP spectrum"] * bool(np.isfinite(row[N_SCALARS:]).any()))
         fig = corner_plot(post, args.star, truths=truths, title=f"star {args.star}: "
                           f"{', '.join(post.names)} given {given or 'nothing'}")

@@ -168,3 +168,21 @@ def test_dropping_absent_tokens_and_grouping_change_no_answer():
         grouped = forward_grouped(net, v, s, query)
         alone = torch.cat([net(v[i:i + 1], s[i:i + 1], query) for i in range(6)])
     torch.testing.assert_close(grouped, alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("setting, moves", [
+    ({"freeze_encoder": True}, ("queries", "decoder.", "ln_out.", "outputs.")),
+    ({"train_only": "outputs.flow"}, ("outputs.flow.",)),
+])
+def test_fine_tuning_moves_only_what_it_should(tiny_run, train_stars, test_stars, tmp_path,
+                                               setting, moves):
+    source, _, _ = load_checkpoint(tiny_run)
+    cfg = replace(PRESETS["smoke"], epochs=1, batch_size=128, init_from=str(tiny_run),
+                  **setting)
+    run = train(cfg, train_stars, test_stars.select(slice(0, 50)), tmp_path / "ft",
+                progress=False)
+    tuned, _, _ = load_checkpoint(run)
+    before, after = source.state_dict(), tuned.state_dict()
+    assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith(moves))
+    frozen = [n for n in before if not n.startswith(moves)]
+    assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)
