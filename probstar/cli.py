@@ -92,10 +92,10 @@ def cmd_sample(args) -> None:
           f"({'joint' if post.joint else 'independent'}) -> {args.output} "
           f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     if args.corner:
+        from .model.network import N_SCALARS
         from .plots import condition_text, corner_plot
         from .vocab import SCALAR_NAMES
 
-        N_SCALARS = len(SCALAR_NAMES)
         if not 0 <= args.star < len(obs):
             raise ValueError(f"--star must be in 0..{len(obs) - 1}, got {args.star}")
         known = [obs.column(n)[args.star] for n in post.names]
@@ -196,6 +196,7 @@ def cmd_info(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .evaluate import INPUT_SETS
+    from .model.heads import HEADS
     from .train import PRESETS
 
     p = argparse.ArgumentParser(prog="probstar", description=__doc__.splitlines()[0])
@@ -221,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--model", help="model folder (default: the shipped model)")
     q.add_argument("--ignore", nargs="*", metavar="NAME",
                    help="columns not to use as inputs (requested names never are)")
-    q.add_argument("--head", choices=["mixture", "gaussian", "flow"],
+    q.add_argument("--head", choices=sorted(HEADS),
                    help="PDF head (default: the model's best 1-D head)")
     q.set_defaults(func=cmd_predict)
 
@@ -232,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-n", "--samples", type=int, default=1000, help="draws per star")
     m.add_argument("--output", required=True, help="HDF5 file: one (n_stars, n_samples) "
                                                     "dataset per requested name")
-    m.add_argument("--head", choices=["flow", "mixture", "gaussian"],
+    m.add_argument("--head", choices=sorted(HEADS),
                    help="default: the joint flow for several names, else the best 1-D head")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--model", help="model folder (default: the shipped model)")
@@ -262,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--request", nargs="+", default=["teff", "logg", "fe_h"])
     v.add_argument("--inputs", nargs="+", default=["xp+colours"],
                    choices=list(INPUT_SETS))
-    v.add_argument("--head", choices=["mixture", "gaussian", "flow"],
+    v.add_argument("--head", choices=sorted(HEADS),
                    help="whose median is scored (default: the model's best 1-D head)")
     v.set_defaults(func=cmd_evaluate)
 

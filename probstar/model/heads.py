@@ -119,9 +119,8 @@ class FlowDistribution(Distribution):
     support = constraints.real_vector
     has_rsample = False
 
-    def __init__(self, flow: Flow, context: Tensor, chunk: int = 2 ** 18) -> None:
+    def __init__(self, flow: Flow, context: Tensor, d: int, chunk: int = 2 ** 18) -> None:
         self.flow, self.context, self.chunk = flow, context, chunk
-        d = flow._distribution._shape[0]
         super().__init__(context.shape[:1], torch.Size([d]), validate_args=False)
 
     def sample(self, sample_shape: torch.Size | tuple = ()) -> Tensor:
@@ -195,7 +194,7 @@ class FlowHead(nn.Module):
         if not 1 <= d <= self.max_dims:
             raise ValueError(f"the flow head models 1 to {self.max_dims} names jointly, "
                              f"got {d}")
-        return FlowDistribution(self.flows[d - 1], h.flatten(1))
+        return FlowDistribution(self.flows[d - 1], h.flatten(1), d)
 
     def loss(self, h: Tensor, y: Tensor) -> Tensor:
         """Negative log-likelihood (n_stars,) of labels ``y`` (n_stars, d)."""
