@@ -20,7 +20,8 @@ from . import __version__
 from .model.network import ModelConfig, ProbStarNet
 from .vocab import NAMES, Normalization
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "atomic_write"]
+__all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "load_checkpoint",
+           "atomic_write"]
 
 FORMAT = "probstar-checkpoint-1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -52,8 +53,9 @@ def save_checkpoint(folder: str | Path, net: ProbStarNet, normalization: Normali
     return folder
 
 
-def load_checkpoint(folder: str | Path) -> tuple[ProbStarNet, Normalization, dict]:
-    """Rebuild the network from ``folder``; errors name the file and what is wrong."""
+def read_checkpoint(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor], Normalization]:
+    """Config, weights (by parameter name) and normalisation stored in ``folder``,
+    checked; errors name the file and what is wrong."""
     folder = Path(folder)
     config_path, weights_path = folder / CONFIG, folder / WEIGHTS
     for path in (config_path, weights_path):
@@ -72,17 +74,28 @@ def load_checkpoint(folder: str | Path) -> tuple[ProbStarNet, Normalization, dic
         raise CheckpointError(f"{config_path}: written for another vocabulary; this probstar "
                               f"({__version__}) cannot read it")
     try:
-        net = ProbStarNet(ModelConfig.from_dict(config["model"]))
         normalization = Normalization.from_dict(config["normalization"])
+        model = config["model"]
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{config_path}: invalid model description ({exc})") from None
     try:
         state = load_file(str(weights_path))
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{weights_path}: corrupt weights file ({exc})") from None
-    if "head" in config["model"]:  # before the PDF heads, the one head was "head."
-        state = {k.replace("head.", f"outputs.{config['model']['head']}.", 1)
+    if isinstance(model, dict) and "head" in model:  # before the PDF heads: one "head."
+        state = {k.replace("head.", f"outputs.{model['head']}.", 1)
                  if k.startswith("head.") else k: v for k, v in state.items()}
+    return config, state, normalization
+
+
+def load_checkpoint(folder: str | Path) -> tuple[ProbStarNet, Normalization, dict]:
+    """Rebuild the network from ``folder``; errors name the file and what is wrong."""
+    config, state, normalization = read_checkpoint(folder)
+    config_path, weights_path = Path(folder) / CONFIG, Path(folder) / WEIGHTS
+    try:
+        net = ProbStarNet(ModelConfig.from_dict(config["model"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{config_path}: invalid model description ({exc})") from None
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:

@@ -140,10 +140,10 @@ class Model:
         h = h.clone()  # a normal tensor: inference-mode ones refuse later autograd use
         loc = torch.as_tensor(self.normalization.loc[query], device=device)
         scale = torch.as_tensor(self.normalization.scale[query], device=device)
-        out = self.net.outputs[head]
-        if head == "flow":
-            return Posterior(out(h), names, loc, scale)
-        return Posterior.independent(out(h), names, loc, scale)
+        dist = self.net.distribution(head, h)
+        if head in MARGINAL_HEADS:
+            return Posterior.independent(dist, names, loc, scale)
+        return Posterior(dist, names, loc, scale)
 
     def predict(self, data: Any, request: Sequence[str] | str, head: str | None = None,
                 ignore: Sequence[str] = ()) -> dict[str, np.ndarray]:

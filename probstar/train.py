@@ -23,7 +23,8 @@ for every target). The context recipe:
 
 The loss sums the heads' negative log-likelihoods of the noisy labels: each marginal
 head scores every hidden label (the label's variance convolved in); the flow head
-scores one random subset (1 to 4 names) of each star's hidden labels jointly. AdamW,
+scores one random subset (1 to 4 names) of each star's hidden labels jointly, on the
+mixture head's PDFs of those names as its (fixed) base. AdamW,
 linear warm-up then cosine decay. ``init_from`` starts from the weights (those whose
 names and shapes match) and the normalisation of a trained model: fine-tuning. Every
 ``checkpoint_every`` epochs the run folder gets, each file written atomically: the model
@@ -45,7 +46,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CONFIG, load_checkpoint, load_train_state, save_checkpoint, \
+from .checkpoint import CONFIG, load_checkpoint, load_train_state, read_checkpoint, save_checkpoint, \
     save_train_state
 from .data.observations import Observations
 from .model.heads import MARGINAL_HEADS
@@ -120,6 +121,12 @@ PRESETS: dict[str, TrainConfig] = {
     "gpu": TrainConfig(ModelConfig(dim=192, heads=6, encoder_layers=4, decoder_layers=2,
                                    region_hidden=384, dropout=0.05),
                        epochs=600, batch_size=1024, lr=5e-4),
+    # The simulated population (scalars only, no spectra; validation/simulation.py).
+    "sim": TrainConfig(ModelConfig(dim=96, heads=4, encoder_layers=2, decoder_layers=1,
+                                   ff_mult=2, xp_regions=1, region_hidden=16),
+                       epochs=15, batch_size=512, lr=1e-3, p_full_spectrum=0.0,
+                       p_no_spectrum=1.0, p_labels_only=0.3, labels_only_max=2,
+                       label_errors=True, checkpoint_every=1, threads=2),
     # Seconds: for tests and a first look.
     "smoke": TrainConfig(ModelConfig(dim=32, heads=2, encoder_layers=1, decoder_layers=1,
                                      region_hidden=32), epochs=2, batch_size=256,
@@ -241,7 +248,8 @@ def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.T
         total, dims = h.new_zeros(()), 0
         for rows, cols in joint_subsets(hidden[:, joint], head.max_dims, g):
             cols = joint[cols]
-            total = total + head.loss(h[rows[:, None], cols], y[rows[:, None], cols]).sum()
+            joint_pdf = net.distribution(name, h[rows[:, None], cols])
+            total = total - joint_pdf.log_prob(y[rows[:, None], cols]).sum()
             dims += cols.numel()
         losses[name] = total / max(dims, 1)
     return losses
@@ -249,8 +257,8 @@ def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.T
 
 def _init_from(net: ProbStarNet, folder: str) -> Normalization:
     """Copy the matching weights of a trained model into ``net``; its normalisation."""
-    source, norm, _ = load_checkpoint(folder)
-    mine, theirs = net.state_dict(), source.state_dict()
+    _, theirs, norm = read_checkpoint(folder)  # whatever its architecture
+    mine = net.state_dict()
     shared = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
     if not shared:
         raise ValueError(f"{folder}: no weights in common with this architecture")

@@ -5,7 +5,7 @@ import pyro.distributions as pdist
 import pytest
 import torch
 
-from probstar.model import MARGINAL_HEADS, ModelConfig, make_head
+from probstar.model import MARGINAL_HEADS, ModelConfig, ProbStarNet, make_head
 from probstar.posterior import Posterior
 from probstar.train import joint_subsets
 
@@ -41,22 +41,41 @@ def test_mixture_deconvolution_is_exact():
                          rtol=1e-4)
 
 
+def _flow(h: torch.Tensor, trained: bool = True):
+    """The flow head's joint PDF for features ``h`` on a tiny network's mixture base;
+    ``trained``: layers moved off their identity start, as training would."""
+    net = ProbStarNet(TINY)
+    if trained:
+        with torch.no_grad():
+            for p in net.outputs["flow"].parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    return net, net.distribution("flow", h)
+
+
 @pytest.mark.parametrize("d", [1, 2, 4])
 def test_flow_head_is_a_joint_distribution(d):
-    head = make_head("flow", TINY)
     h = torch.randn(5, d, 16, requires_grad=True)
-    dist = head(h)
+    net, dist = _flow(h)
     assert dist.batch_shape == (5,) and dist.event_shape == (d,)
     x = dist.sample((3,))
     assert x.shape == (3, 5, d)
     assert dist.log_prob(x).shape == (3, 5) and torch.isfinite(dist.log_prob(x)).all()
-    head.loss(h, torch.randn(5, d)).mean().backward()
+    (-dist.log_prob(torch.randn(5, d))).mean().backward()
     assert h.grad.abs().sum() > 0
+    assert all(p.grad is None for p in net.outputs["mixture"].parameters())  # base fixed
+
+
+def test_untrained_flow_is_the_independent_mixture():
+    """Every layer starts as the identity: the joint PDF is the product of the mixture's."""
+    h = torch.randn(4, 3, 16)
+    net, dist = _flow(h, trained=False)
+    x = torch.randn(6, 4, 3)
+    mixture = net.distribution("mixture", h).log_prob(x).sum(-1)
+    assert torch.allclose(dist.log_prob(x), mixture, atol=1e-4)
 
 
 def test_flow_density_integrates_to_one():
-    head = make_head("flow", TINY)
-    dist = head(torch.randn(2, 1, 16))
+    _, dist = _flow(torch.randn(2, 1, 16))
     t = torch.linspace(-30, 30, 20001)
     p = dist.log_prob(t.view(-1, 1, 1).expand(-1, 2, 1)).exp()
     assert torch.allclose(torch.trapezoid(p, t, dim=0), torch.ones(2), atol=2e-3)
@@ -64,7 +83,12 @@ def test_flow_density_integrates_to_one():
 
 def test_flow_refuses_too_many_names():
     with pytest.raises(ValueError, match="1 to 4 names"):
-        make_head("flow", TINY)(torch.randn(2, 5, 16))
+        _flow(torch.randn(2, 5, 16))
+
+
+def test_flow_needs_its_base_head():
+    with pytest.raises(ValueError, match="needs the mixture head"):
+        ModelConfig(dim=16, heads=2, outputs=("gaussian", "flow"))
 
 
 def _two_peaks() -> Posterior:
@@ -94,8 +118,7 @@ def test_mixture_quantiles_match_draws():
 
 
 def test_joint_posterior_summaries_are_seeded_and_consistent():
-    head = make_head("flow", TINY)
-    dist = head(torch.randn(3, 2, 16))
+    _, dist = _flow(torch.randn(3, 2, 16))
     post = Posterior(dist, ["teff", "logg"], torch.tensor([5000.0, 3.0]),
                      torch.tensor([500.0, 1.0]), n_mc=4000)
     assert post.joint and "joint" in repr(post)

@@ -10,9 +10,10 @@ Two kinds of head share the decoder:
   for Gaussian components), which is what the training loss scores a noisy label against.
   With ``noise_var=None`` it is the PDF of the true value.
 - The *joint* head (:class:`FlowHead`) turns the feature vectors of d requested names
-  (d <= ``max_dims``) into one d-dimensional distribution, a conditional neural spline
-  flow (nflows). See its docstring for how the varying set of names and label noise
-  are handled.
+  (d <= ``max_dims``) and the mixture head's 1-D PDFs of those names into one
+  d-dimensional distribution, a conditional neural spline flow (nflows) on the mixture
+  as base. See its docstring for how the varying set of names and label noise are
+  handled; ``ProbStarNet.distribution`` wires the base in.
 
 Heads register themselves in ``HEADS`` by ``name``; ``make_head(name, config)`` builds one.
 """
@@ -23,13 +24,12 @@ import math
 
 import pyro.distributions as pdist
 import torch
-from nflows.distributions import StandardNormal
-from nflows.flows import Flow
 from nflows.transforms import CompositeTransform, InverseTransform, \
     MaskedAffineAutoregressiveTransform, MaskedPiecewiseRationalQuadraticAutoregressiveTransform, \
-    ReversePermutation
+    ReversePermutation, Transform
+from nflows.transforms.autoregressive import AutoregressiveTransform
 from torch import Tensor, nn
-from torch.distributions import Distribution, Normal, constraints
+from torch.distributions import Distribution, Independent, Normal, constraints
 
 __all__ = ["Head", "GaussianHead", "MixtureHead", "FlowHead", "FlowDistribution", "HEADS",
            "MARGINAL_HEADS", "make_head"]
@@ -113,92 +113,143 @@ class MixtureHead(Head):
 
 
 class FlowDistribution(Distribution):
-    """A conditional flow bound to one context per star: batch (n_stars,), event (d,)."""
+    """A conditional flow bound to one context per star: batch (n_stars,), event (d,).
+
+    ``x = T^{-1}(z; context)`` with ``z`` drawn from ``base`` (batch (n_stars,), event
+    (d,)); the context is embedded once per star, not once per draw.
+    """
 
     arg_constraints: dict = {}
     support = constraints.real_vector
     has_rsample = False
 
-    def __init__(self, flow: Flow, context: Tensor, d: int, chunk: int = 2 ** 18) -> None:
-        self.flow, self.context, self.chunk = flow, context, chunk
-        super().__init__(context.shape[:1], torch.Size([d]), validate_args=False)
+    def __init__(self, transform: Transform, context: Tensor, base: Distribution,
+                 chunk: int = 2 ** 18) -> None:
+        self.transform, self.context, self.base, self.chunk = transform, context, base, chunk
+        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    def _rows(self, n: int) -> int:
+        return max(1, self.chunk // max(n, 1))  # stars per transform call: bounded memory
 
     def sample(self, sample_shape: torch.Size | tuple = ()) -> Tensor:
-        """Draws of shape ``sample_shape + (n_stars, d)``; one flow pass per draw."""
-        n = math.prod(sample_shape)
-        stars = max(1, self.chunk // max(n, 1))  # bound the rows per flow call
+        """Draws of shape ``sample_shape + (n_stars, d)``; one pass per flow layer."""
+        n, (b, d) = math.prod(sample_shape), (*self.batch_shape, *self.event_shape)
         with torch.no_grad():
-            parts = [self.flow.sample(n, self.context[i:i + stars])  # (stars, n, d)
-                     for i in range(0, self.context.shape[0], stars)]
-        x = torch.cat(parts).transpose(0, 1)  # (n, n_stars, d)
-        return x.reshape(*sample_shape, *self.batch_shape, *self.event_shape)
+            z = self.base.sample((n,))  # (n, n_stars, d)
+            x = torch.empty_like(z)
+            for i in range(0, b, step := self._rows(n)):
+                zi = z[:, i:i + step].transpose(0, 1).reshape(-1, d)
+                ci = self.context[i:i + step].repeat_interleave(n, 0)
+                x[:, i:i + step] = self.transform.inverse(zi, ci)[0].view(-1, n, d) \
+                    .transpose(0, 1)
+        return x.reshape(*sample_shape, b, d)
 
     def log_prob(self, value: Tensor) -> Tensor:
         """Joint log density of ``value`` (..., n_stars, d) -> (..., n_stars)."""
-        shape = value.shape[:-1]
         b, d = self.batch_shape[0], self.event_shape[0]
         flat = value.reshape(-1, b, d)
-        context = self.context.unsqueeze(0).expand(flat.shape[0], -1, -1)
-        lp = self.flow.log_prob(flat.reshape(-1, d), context.reshape(-1, context.shape[-1]))
-        return lp.reshape(shape)
+        m = flat.shape[0]
+        z, log_det = self.transform(flat.reshape(-1, d),
+                                    self.context.repeat(m, 1))  # draw-major, like ``flat``
+        lp = self.base.log_prob(z.view(m, b, d)) + log_det.view(m, b)
+        return lp.reshape(value.shape[:-1])
+
+
+class _SquashedInputs(nn.Module):
+    """An autoregressive network that reads ``asinh`` of its inputs: a hot star's
+    normalised Teff of 15 reaches it as 3.4, so conditioning on it never extrapolates far.
+    Elementwise, so the autoregressive masks still hold; the variables themselves are
+    not transformed."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, inputs: Tensor, context: Tensor | None = None) -> Tensor:
+        return self.net(torch.asinh(inputs), context)
+
+
+def _prepare(transform: AutoregressiveTransform, d: int, unit_slot: slice) -> None:
+    """Squash the conditioner's inputs, and zero its last layer so that the transform
+    starts as the identity for any context.
+
+    ``unit_slot``: the parameters (per feature) whose unconstrained value must give a
+    slope of 1 (affine scale, spline knot derivatives: ``softplus(u) + 1e-3 = 1``); the
+    others (shift, bin widths and heights) are 0: no shift, equal bins.
+    """
+    final = transform.autoregressive_net.final_layer
+    transform.autoregressive_net = _SquashedInputs(transform.autoregressive_net)
+    nn.init.zeros_(final.weight)
+    with torch.no_grad():
+        bias = final.bias.view(d, -1)
+        bias.zero_()
+        bias[:, unit_slot] = math.log(math.expm1(1 - 1e-3))
 
 
 class FlowHead(nn.Module):
-    """Joint PDF of d <= ``max_dims`` requested names: a conditional neural spline flow.
+    """Joint PDF of d <= ``max_dims`` requested names: the mixture head's marginals,
+    coupled and reshaped by a conditional neural spline flow (nflows transforms).
 
-    *Varying targets.* One flow per dimensionality d (small: most parameters live in the
-    shared decoder). The names are put in vocabulary order and the flow for d is
-    conditioned on the concatenated decoder features of those d names, so the features
-    say which names they are and what is known of the star; any subset of the trained
-    joint names can be asked. Each flow is a conditional masked affine autoregressive
-    layer (it standardises: conditional shift, scale and linear correlations) and a
-    rational-quadratic spline autoregressive layer (multimodality, skewness), nflows'
-    implementation, on a standard-normal base.
+    *Base.* The flow's base distribution is not a standard normal but the product of the
+    mixture head's 1-D PDFs of the same names (held fixed in the flow's loss), and every
+    layer starts as the identity: an untrained flow *is* the independent mixture, with
+    its exact, label-deconvolved marginals (two peaks where the question is ambiguous).
+    The flow learns what independent marginals cannot say: how the names depend on each
+    other (Teff-logg along the giant branch, [Fe/H]-[alpha/M]...).
 
-    *Label noise.* A flow has no closed-form convolution with the label error, so this
-    head is fitted to the noisy labels: its PDF is that of an APOGEE-like *measurement*,
-    slightly wider than the true-value PDF. ``validation/pdf_heads.py`` measures the
-    effect against the exactly deconvolved mixture head.
+    *Varying targets.* One small flow per dimensionality d. The names are put in
+    vocabulary order and the flow for d is conditioned on an embedding of the
+    concatenated decoder features of those d names, so the context says which names
+    they are and what is known of the star; any subset of the joint names can be asked.
+    Layers: a masked affine autoregressive transform (linear dependence), a reversal,
+    and a rational-quadratic spline autoregressive transform (non-linear dependence),
+    both in inverse-autoregressive orientation so that sampling is one pass per layer;
+    their conditioners read ``asinh`` of the values (no far extrapolation for a hot
+    star's Teff), and the spline is the identity beyond +-``tail_bound``.
+
+    *Label noise.* The base is the deconvolved (true-value) mixture, but a flow has no
+    closed-form convolution with the label error, so the coupling layers are fitted to
+    the noisy labels and may widen the answer by about the label error (5-15% of the
+    width, ``validation/pdf_heads.py`` section 3).
     """
 
     name = "flow"
+    base = "mixture"  # the head whose 1-D PDFs are the flow's base distribution
 
     def __init__(self, dim: int, max_dims: int = 4, context: int = 64, hidden: int = 32,
                  bins: int = 8, tail_bound: float = 5.0) -> None:
         super().__init__()
         self.max_dims = max_dims
-        self.flows = nn.ModuleList(self._flow(d, dim, context, hidden, bins, tail_bound)
-                                   for d in range(1, max_dims + 1))
+        self.transforms = nn.ModuleList(self._transform(d, context, hidden, bins, tail_bound)
+                                        for d in range(1, max_dims + 1))
+        self.embeddings = nn.ModuleList(nn.Sequential(nn.Linear(d * dim, context), nn.GELU())
+                                        for d in range(1, max_dims + 1))
 
     @classmethod
     def from_config(cls, config) -> "FlowHead":
         return cls(config.dim, len(config.joint_names))
 
     @staticmethod
-    def _flow(d: int, dim: int, context: int, hidden: int, bins: int,
-              tail_bound: float) -> Flow:
-        # Inverse-autoregressive orientation: sampling is one pass per layer (the d
-        # sequential passes fall on log_prob, which training evaluates on small batches).
-        # One affine and one spline layer: 1,000 draws for 4,000 stars in ~10 s on 2 cores.
+    def _transform(d: int, context: int, hidden: int, bins: int,
+                   tail_bound: float) -> Transform:
         affine = MaskedAffineAutoregressiveTransform(d, hidden, context, num_blocks=1)
         spline = MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
             d, hidden, context, num_bins=bins, tails="linear", tail_bound=tail_bound,
             num_blocks=1)
-        layers = [InverseTransform(affine), ReversePermutation(d), InverseTransform(spline)]
-        embed = nn.Sequential(nn.Linear(d * dim, context), nn.GELU())
-        return Flow(CompositeTransform(layers), StandardNormal([d]), embedding_net=embed)
+        _prepare(affine, d, slice(0, 1))
+        _prepare(spline, d, slice(2 * bins, None))
+        return CompositeTransform([InverseTransform(affine), ReversePermutation(d),
+                                   InverseTransform(spline), ReversePermutation(d)])
 
-    def forward(self, h: Tensor) -> FlowDistribution:
-        """Features (n_stars, d, dim) of d names in vocabulary order -> joint distribution."""
+    def forward(self, h: Tensor, base: Distribution) -> FlowDistribution:
+        """Features (n_stars, d, dim) of d names in vocabulary order and their 1-D base
+        PDFs (batch (n_stars, d)) -> joint distribution, batch (n_stars,), event (d,)."""
         d = h.shape[1]
         if not 1 <= d <= self.max_dims:
             raise ValueError(f"the flow head models 1 to {self.max_dims} names jointly, "
                              f"got {d}")
-        return FlowDistribution(self.flows[d - 1], h.flatten(1), d)
-
-    def loss(self, h: Tensor, y: Tensor) -> Tensor:
-        """Negative log-likelihood (n_stars,) of labels ``y`` (n_stars, d)."""
-        return -self(h).log_prob(y)
+        context = self.embeddings[d - 1](h.flatten(1))
+        return FlowDistribution(self.transforms[d - 1], context, Independent(base, 1))
 
 
 HEADS[FlowHead.name] = FlowHead

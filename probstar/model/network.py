@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import Distribution
 
 from ..vocab import LABEL_NAMES, NAMES, SCALAR_NAMES, XP_NAMES
 from .heads import HEADS, make_head
@@ -68,6 +69,10 @@ class ModelConfig:
         if unknown or not self.outputs:
             raise ValueError(f"ModelConfig.outputs: unknown head(s) {unknown} or none given; "
                              f"available: {', '.join(sorted(HEADS))}")
+        needs = {getattr(HEADS[h], "base", None) for h in self.outputs} - {None}
+        if not needs <= set(self.outputs):
+            raise ValueError(f"ModelConfig.outputs {self.outputs}: the flow head needs the "
+                             f"{', '.join(sorted(needs))} head (its base distribution)")
         if not set(self.joint_names) <= set(SCALAR_NAMES) or \
                 len(set(self.joint_names)) != len(self.joint_names):
             raise ValueError(f"ModelConfig.joint_names must be distinct scalar names, got "
@@ -205,3 +210,13 @@ class ProbStarNet(nn.Module):
         used = ~absent.all(0)  # tokens no star of the batch has: dropped (exact, and fast
         tokens, absent = tokens[:, used], absent[:, used]  # for short contexts)
         return self.decode(self.encode(tokens, absent), absent, query)
+
+    def distribution(self, head: str, h: Tensor) -> Distribution:
+        """Features (B, Q, dim) -> the PDF of the Q names (normalised units) by ``head``:
+        independent 1-D PDFs (batch (B, Q)) or, for the flow, their joint (batch (B,))."""
+        out = self.outputs[head]
+        if not hasattr(out, "base"):
+            return out(h)
+        with torch.no_grad():  # the base is fixed in the flow's loss: the mixture head is
+            base = self.outputs[out.base](h)  # trained by its own (deconvolved) loss
+        return out(h, base)

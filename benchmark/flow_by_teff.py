@@ -1,0 +1,53 @@
+"""Flow vs mixture head per Teff bin: where does the joint head gain or lose?
+
+    python benchmark/flow_by_teff.py [--model FOLDER] [--split validation]
+
+Robust scatter of the median and the fraction of labels inside the central 68%
+interval, for teff and logg, from XP + colours, per APOGEE Teff bin. This is how the
+flow's trouble with hot stars (Teff > 6500 K, normalised Teff far outside the range of
+the rest) was found (benchmark/NOTES.md, "Flow on the mixture").
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from probstar.data import load_split
+from probstar.evaluate import INPUT_SETS, robust_scatter
+from probstar.query import load_model
+
+BINS = ((0, 3500), (3500, 4500), (4500, 5500), (5500, 6500), (6500, 1e5))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="model folder (default: the shipped model)")
+    p.add_argument("--split", default="validation", choices=("validation", "test"))
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    model, stars = load_model(args.model), load_split(args.split)
+    inputs = stars.only(INPUT_SETS["xp+colours"])
+    teff, logg = stars.column("teff"), stars.column("logg")
+    print(f"`python benchmark/flow_by_teff.py --split {args.split}"
+          f"{' --model ' + args.model if args.model else ''}` ({model})\n")
+    print("| Teff bin (K) | stars | head | Teff scatter | Teff c68 | logg scatter | logg c68 |")
+    print("|---|---|---|---|---|---|---|")
+    answers = {}
+    for head in ("mixture", "flow"):
+        post = model.posterior(inputs, ["teff", "logg", "fe_h"], head=head)
+        answers[head] = post.median(), post.quantile(0.16), post.quantile(0.84)
+    for lo, hi in BINS:
+        s = (teff >= lo) & (teff < hi)
+        for head, (med, q16, q84) in answers.items():
+            inside = [np.mean((y[s] >= q16[s, j]) & (y[s] <= q84[s, j]))
+                      for j, y in enumerate((teff, logg))]
+            print(f"| {lo:.0f}-{hi:.0f} | {s.sum()} | {head} | "
+                  f"{robust_scatter(teff[s], med[s, 0]):.1f} | {inside[0]:.2f} | "
+                  f"{robust_scatter(logg[s], med[s, 1]):.3f} | {inside[1]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Calibration metrics for probabilistic answers: is a 68% interval right 68% of the time?
+
+Every function works on plain arrays, so it scores any model's output, not only
+probstar's: ``draws`` are samples of the predictive distribution, shape
+(n_draws, n_stars), and ``truth`` the true (or labelled) values, shape (n_stars,).
+
+- :func:`pit`: probability integral transform values; uniform when calibrated. When
+  the "truth" is itself a measurement with a Gaussian error (an APOGEE label), the
+  prediction must be convolved with that error first (``noise``), otherwise even a
+  perfect model looks over-confident.
+- :func:`coverage`: the fraction of truths inside the central credible interval at
+  each level, from the PIT values (inside the central ``level`` interval exactly when
+  ``|PIT - 0.5| <= level / 2``), and :func:`binomial_band`, the range a calibrated
+  model's coverage falls in by chance.
+- :func:`crps` (continuous ranked probability score) and :func:`log_score`: proper
+  scores, lower is better.
+- :func:`sbc_ranks` and :func:`rank_uniformity`: simulation-based calibration (Talts
+  et al. 2018) for posteriors of simulated stars, with a Kolmogorov-Smirnov test.
+- :func:`reliability_diagram`: observed against nominal coverage, with the band.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import special, stats
+
+__all__ = ["pit", "coverage", "binomial_band", "crps", "log_score", "sbc_ranks",
+           "rank_uniformity", "reliability_diagram", "LEVELS"]
+
+#: Central-interval levels of the coverage curves (5% to 99%).
+LEVELS = np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.7, 0.8, 0.9, 0.95, 0.99])
+
+
+def _check(draws: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    draws, truth = np.asarray(draws, float), np.asarray(truth, float)
+    if draws.ndim < 1 or draws.shape[1:] != truth.shape:
+        raise ValueError(f"draws must have shape (n_draws, *truth.shape) = (n, "
+                         f"{', '.join(map(str, truth.shape))}), got {draws.shape}")
+    if not np.isfinite(draws).all():
+        raise ValueError("draws must be finite")
+    return draws, truth
+
+
+def pit(draws: np.ndarray, truth: np.ndarray, noise: np.ndarray | float | None = None,
+        seed: int = 0) -> np.ndarray:
+    """P(X <= truth) under the draws' distribution, per star (NaN where truth is NaN).
+
+    ``noise``: the standard deviation of a Gaussian error on ``truth``; the draws are
+    then convolved with it, ``mean(Phi((truth - x) / noise))``. Without noise, ties are
+    broken at random (``seed``), so that a discrete set of draws still gives uniform PIT.
+    """
+    draws, truth = _check(draws, truth)
+    if noise is not None:
+        sd = np.broadcast_to(np.asarray(noise, float), truth.shape)
+        if np.any(sd[np.isfinite(truth)] <= 0):
+            raise ValueError("noise standard deviations must be positive")
+        out = special.ndtr((truth - draws) / sd).mean(0)
+    else:
+        below, equal = (draws < truth).mean(0), (draws == truth).mean(0)
+        out = below + equal * np.random.default_rng(seed).uniform(size=truth.shape)
+    return np.where(np.isfinite(truth), out, np.nan)
+
+
+def coverage(pit_values: np.ndarray, levels: Sequence[float] = LEVELS) -> np.ndarray:
+    """Fraction of finite PIT values inside each central interval, shape (len(levels),)."""
+    u = np.asarray(pit_values, float)
+    u = u[np.isfinite(u)]
+    if u.size == 0:
+        raise ValueError("coverage: no finite PIT values")
+    return np.array([np.mean(np.abs(u - 0.5) <= level / 2) for level in levels])
+
+
+def binomial_band(n: int, levels: Sequence[float] = LEVELS,
+                  confidence: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
+    """The central ``confidence`` range of the coverage of a calibrated model on ``n``
+    independent stars, per level: (low, high) fractions."""
+    lo, hi = stats.binom.interval(confidence, n, np.asarray(levels, float))
+    return lo / n, hi / n
+
+
+def crps(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Continuous ranked probability score per star, ``E|X - y| - E|X - X'| / 2``, from
+    the draws (the exact identity for their empirical distribution); units of ``truth``."""
+    draws, truth = _check(draws, truth)
+    x = np.sort(draws, 0)
+    m = x.shape[0]
+    spread = ((2 * np.arange(1, m + 1) - m - 1)[:, None] * x.reshape(m, -1)).sum(0) / m ** 2
+    score = np.abs(draws - truth).mean(0) - spread.reshape(truth.shape)
+    return np.where(np.isfinite(truth), score, np.nan)
+
+
+def log_score(draws: np.ndarray, truth: np.ndarray, noise: np.ndarray | float) -> np.ndarray:
+    """Negative log predictive density of ``truth`` measured with Gaussian ``noise``:
+    ``-log mean(N(truth | x, noise))`` over the draws (Monte Carlo convolution)."""
+    draws, truth = _check(draws, truth)
+    sd = np.broadcast_to(np.asarray(noise, float), truth.shape)
+    logp = stats.norm.logpdf(truth, draws, sd)
+    out = -(special.logsumexp(logp, axis=0) - np.log(draws.shape[0]))
+    return np.where(np.isfinite(truth), out, np.nan)
+
+
+def sbc_ranks(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Rank of each true value among its L posterior draws: 0..L, uniform when the
+    posterior is calibrated and the truths come from the prior it was trained on."""
+    draws, truth = _check(draws, truth)
+    return (draws < truth).sum(0)
+
+
+def rank_uniformity(ranks: np.ndarray, n_draws: int, seed: int = 0) -> float:
+    """Kolmogorov-Smirnov p-value of SBC ranks (0..n_draws) against uniform; the ranks
+    are spread over their bins with uniform jitter so the test is continuous."""
+    r = np.asarray(ranks, float)
+    u = (r + np.random.default_rng(seed).uniform(size=r.shape)) / (n_draws + 1)
+    return float(stats.kstest(u.ravel(), "uniform").pvalue)
+
+
+def reliability_diagram(pit_by_label: dict[str, np.ndarray], ax=None,
+                        levels: Sequence[float] = LEVELS, confidence: float = 0.99,
+                        legend: bool = True):
+    """Observed coverage against nominal level, one line per entry, and the calibrated
+    band for the smallest sample among them. Returns the matplotlib axes."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.gca()
+    levels = np.asarray(levels, float)
+    n = min(int(np.isfinite(u).sum()) for u in pit_by_label.values())
+    lo, hi = binomial_band(n, levels, confidence)
+    ax.fill_between(levels, lo - levels, hi - levels, color="0.85",
+                    label=f"{confidence:.0%} band, {n} stars")
+    ax.axhline(0, color="0.4", lw=0.8)
+    for label, u in pit_by_label.items():
+        ax.plot(levels, coverage(u, levels) - levels, marker="o", ms=3, label=label)
+    ax.set_xlabel("nominal level of the central interval")
+    ax.set_ylabel("observed coverage - nominal")
+    if legend:
+        ax.legend(fontsize=8, frameon=False)
+    return ax

@@ -1,0 +1,69 @@
+"""Calibration metrics against closed forms and known-calibrated / miscalibrated cases."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from probstar.calibration import LEVELS, binomial_band, coverage, crps, log_score, pit, \
+    rank_uniformity, sbc_ranks
+
+RNG = np.random.default_rng(0)
+N_STARS, N_DRAWS = 4000, 400
+
+
+def _case(width: float = 1.0, noise: float = 0.0):
+    """Per star: true value ~ N(mu, 1), posterior draws ~ N(mu, width), truth measured
+    with Gaussian noise."""
+    mu = RNG.normal(size=N_STARS)
+    truth = mu + RNG.normal(size=N_STARS) + noise * RNG.normal(size=N_STARS)
+    draws = mu + width * RNG.normal(size=(N_DRAWS, N_STARS))
+    return draws, truth
+
+
+def test_calibrated_model_covers_nominal_levels():
+    u = pit(*_case())
+    lo, hi = binomial_band(N_STARS)
+    assert np.all((coverage(u) >= lo) & (coverage(u) <= hi))
+
+
+def test_overconfident_model_fails_coverage():
+    u = pit(*_case(width=0.6))
+    lo, _ = binomial_band(N_STARS)
+    assert coverage(u, [0.68])[0] < lo[LEVELS == 0.68][0]
+
+
+def test_label_noise_must_be_convolved():
+    draws, truth = _case(noise=0.7)
+    lo, hi = binomial_band(N_STARS)
+    assert coverage(pit(draws, truth), [0.68])[0] < lo[LEVELS == 0.68][0]
+    c = coverage(pit(draws, truth, noise=0.7))
+    assert np.all((c >= lo) & (c <= hi))
+
+
+def test_crps_and_log_score_match_closed_forms():
+    y = np.array([-1.5, 0.0, 0.8, 2.5])
+    draws = RNG.normal(size=(200_000, 4))
+    phi, cdf = stats.norm.pdf(y), stats.norm.cdf(y)
+    exact = y * (2 * cdf - 1) + 2 * phi - 1 / np.sqrt(np.pi)  # N(0, 1), Gneiting 2005
+    np.testing.assert_allclose(crps(draws, y), exact, atol=5e-3)
+    np.testing.assert_allclose(log_score(draws, y, 0.5),
+                               -stats.norm.logpdf(y, 0, np.sqrt(1.25)), atol=1e-2)
+
+
+def test_sbc_ranks_detect_miscalibration():
+    for width, calibrated in ((1.0, True), (0.7, False), (1.4, False)):
+        draws, truth = _case(width)
+        ranks = sbc_ranks(draws, truth)
+        assert ranks.min() >= 0 and ranks.max() <= N_DRAWS
+        assert (rank_uniformity(ranks, N_DRAWS) > 0.01) == calibrated
+
+
+def test_missing_truths_and_bad_shapes():
+    draws, truth = _case()
+    truth[:10] = np.nan
+    assert np.isnan(pit(draws, truth)[:10]).all() and np.isnan(crps(draws, truth)[:10]).all()
+    assert np.isfinite(coverage(pit(draws, truth))).all()
+    with pytest.raises(ValueError, match="draws must have shape"):
+        pit(draws[:, :5], truth)
+    with pytest.raises(ValueError, match="positive"):
+        pit(draws, truth, noise=0.0)
