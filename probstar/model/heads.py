@@ -214,7 +214,7 @@ class FlowHead(nn.Module):
     """
 
     name = "flow"
-    base = "mixture"  # the head whose 1-D PDFs are the flow's base distribution
+    base_head = "mixture"  # the head whose 1-D PDFs are the flow's base distribution
 
     def __init__(self, dim: int, max_dims: int = 4, context: int = 64, hidden: int = 32,
                  bins: int = 8, tail_bound: float = 5.0) -> None:

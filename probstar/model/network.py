@@ -69,7 +69,7 @@ class ModelConfig:
         if unknown or not self.outputs:
             raise ValueError(f"ModelConfig.outputs: unknown head(s) {unknown} or none given; "
                              f"available: {', '.join(sorted(HEADS))}")
-        needs = {getattr(HEADS[h], "base", None) for h in self.outputs} - {None}
+        needs = {getattr(HEADS[h], "base_head", None) for h in self.outputs} - {None}
         if not needs <= set(self.outputs):
             raise ValueError(f"ModelConfig.outputs {self.outputs}: the flow head needs the "
                              f"{', '.join(sorted(needs))} head (its base distribution)")
@@ -215,8 +215,8 @@ class ProbStarNet(nn.Module):
         """Features (B, Q, dim) -> the PDF of the Q names (normalised units) by ``head``:
         independent 1-D PDFs (batch (B, Q)) or, for the flow, their joint (batch (B,))."""
         out = self.outputs[head]
-        if not hasattr(out, "base"):
+        if not hasattr(out, "base_head"):
             return out(h)
         with torch.no_grad():  # the base is fixed in the flow's loss: the mixture head is
-            base = self.outputs[out.base](h)  # trained by its own (deconvolved) loss
+            base = self.outputs[out.base_head](h)  # trained by its own (deconvolved) loss
         return out(h, base)
