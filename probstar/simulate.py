@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.observations import Observations
-from .vocab import COLOURS, NAMES, VOCAB, index_of
+from .vocab import COLOURS, VOCAB, index_of
 
 __all__ = ["Population", "simulate", "evidence_weights", "isochrone_grid", "BANDS"]
 
@@ -79,7 +79,8 @@ def _parsec_path() -> Path:
 @lru_cache(maxsize=1)
 def isochrone_grid() -> dict[str, np.ndarray]:
     """The PARSEC grid (kept phases only), sorted by isochrone then initial mass; columns
-    as float64 arrays, plus ``iso`` (isochrone index) and ``start`` (first row of each)."""
+    as float64 arrays, plus ``iso`` (isochrone index), ``start`` and ``stop`` (first and
+    last row of each)."""
     from astropy.table import Table
 
     t = Table.read(_parsec_path())
@@ -92,13 +93,13 @@ def isochrone_grid() -> dict[str, np.ndarray]:
     key = np.round(grid["MH"], 3) * 100 + grid["LOGAGE"]
     start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     grid["iso"] = np.repeat(np.arange(start.size), np.diff(np.r_[start, key.size]))
-    grid["start"] = start
+    grid["start"], grid["stop"] = start, np.r_[start[1:], key.size] - 1
     return grid
 
 
 def _isochrone_weights(grid: dict, pop: Population) -> np.ndarray:
     """Prior probability of each isochrone: [M/H] prior x star formation x alive stars."""
-    start, stop = grid["start"], np.r_[grid["start"][1:], grid["MH"].size] - 1
+    start, stop = grid["start"], grid["stop"]
     mh, logage = grid["MH"][start], grid["LOGAGE"][start]
     ages = np.unique(logage)
     edges = np.r_[ages[0] - 0.06, (ages[1:] + ages[:-1]) / 2, ages[-1] + 0.06]
@@ -114,8 +115,7 @@ def _isochrone_weights(grid: dict, pop: Population) -> np.ndarray:
 def _draw_stars(n: int, rng: np.random.Generator, pop: Population) -> dict[str, np.ndarray]:
     """``n`` stars before selection: isochrone, IMF position, distance, dust."""
     grid = isochrone_grid()
-    start = grid["start"]
-    stop = np.r_[start[1:], grid["MH"].size] - 1
+    start, stop = grid["start"], grid["stop"]
     iso = rng.choice(start.size, size=n, p=_isochrone_weights(grid, pop))
     lo, hi = grid["INT_IMF"][start[iso]], grid["INT_IMF"][stop[iso]]
     u = lo + rng.uniform(size=n) * (hi - lo)
@@ -214,9 +214,7 @@ def _observe(t: dict[str, np.ndarray], rng: np.random.Generator,
     sd = pop.parallax_floor + 0.01 * 10 ** (0.2 * (t["g"] - 15.0))
     (i,) = index_of("parallax")
     obs.values[:, i], obs.errors[:, i] = parallax + sd * rng.normal(size=n), sd
-    obs = obs.derive_colours()
-    assert obs.values.shape[1] == len(NAMES)
-    return obs
+    return obs.derive_colours()
 
 
 def evidence_weights(obs: Observations, truths: dict[str, np.ndarray],

@@ -46,8 +46,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CONFIG, load_checkpoint, load_train_state, read_checkpoint, save_checkpoint, \
-    save_train_state
+from .checkpoint import CONFIG, load_checkpoint, load_train_state, read_checkpoint, \
+    save_checkpoint, save_train_state
 from .data.observations import Observations
 from .model.heads import MARGINAL_HEADS
 from .model.network import N_PIXELS, N_SCALARS, ModelConfig, ProbStarNet

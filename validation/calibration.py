@@ -207,8 +207,8 @@ def main() -> None:
 
     command = f"python validation/calibration.py --split {args.split}" + (
         f" --model {args.model}" if args.model else "")
-    passed = sum("| yes |" in line for line in bar_table(results, stars, head))
-    total = len(bar_table(results, stars, head)) - 2
+    bar = bar_table(results, stars, head)
+    passed, total = sum("| yes |" in line for line in bar), len(bar) - 2
     out = [f"# Calibration on real held-out stars\n\n`{command}` ({model}; {args.split} split, "
            f"{len(stars)} stars; {N_DRAWS} seeded draws per star and head; deterministic "
            "on CPU)\n",
@@ -219,7 +219,7 @@ def main() -> None:
            "|coverage - nominal| <= max(2 binomial s.e., 0.02).\n",
            f"## 1. The bar: central-interval coverage, {head} head (the default)\n",
            f"{passed} of {total} rows within the bar.\n",
-           *bar_table(results, stars, head),
+           *bar,
            f"\n![PIT histograms]({figures['pit'].name})\n",
            f"![Coverage curves]({figures['coverage'].name})\n",
            "## 2. Heads side by side (XP + colours)\n",

@@ -145,7 +145,8 @@ def main() -> None:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
 
     rows, curves = teff_only_rows(model, stars, load_split("train"))
-    plot(curves, list(answers(model, TEFFS[0])), Path(args.output).with_suffix(".png"))
+    labels = [label for t, label in curves if t == TEFFS[0] and label != "reference"]
+    plot(curves, labels, Path(args.output).with_suffix(".png"))
     command = f"python validation/pdf_heads.py --split {args.split}" + (
         f" --model {args.model}" if args.model else "")
     out = [f"# PDF heads on held-out stars\n\n`{command}` "
