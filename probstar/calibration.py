@@ -26,11 +26,13 @@ from typing import Sequence
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["pit", "coverage", "binomial_band", "crps", "log_score", "sbc_ranks",
-           "rank_uniformity", "reliability_diagram", "LEVELS"]
+__all__ = ["pit", "coverage", "binomial_band", "coverage_check", "crps", "log_score",
+           "sbc_ranks", "rank_uniformity", "reliability_diagram", "LEVELS", "CHECKED"]
 
 #: Central-interval levels of the coverage curves (5% to 99%).
 LEVELS = np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.7, 0.8, 0.9, 0.95, 0.99])
+#: The levels :func:`coverage_check` checks.
+CHECKED = (0.5, 0.68, 0.9, 0.95, 0.99)
 
 
 def _check(draws: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,6 +80,19 @@ def binomial_band(n: int, levels: Sequence[float] = LEVELS,
     independent stars, per level: (low, high) fractions."""
     lo, hi = stats.binom.interval(confidence, n, np.asarray(levels, float))
     return lo / n, hi / n
+
+
+def coverage_check(pit_values: np.ndarray, levels: Sequence[float] = CHECKED,
+                   floor: float = 0.02) -> tuple[int, np.ndarray, bool]:
+    """Number of finite PIT values, their coverage at ``levels``, and whether every
+    coverage is within two binomial standard errors of nominal or within ``floor``,
+    whichever is larger (the bar of probstar's calibration reports)."""
+    u = np.asarray(pit_values, float)
+    n = int(np.isfinite(u).sum())
+    cov = coverage(u, levels)
+    levels = np.asarray(levels, float)
+    tol = np.maximum(2 * np.sqrt(levels * (1 - levels) / max(n, 1)), floor)
+    return n, cov, bool(np.all(np.abs(cov - levels) <= tol))
 
 
 def crps(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from .model.network import ModelConfig, ProbStarNet
 from .vocab import NAMES, Normalization
 
 __all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "load_checkpoint",
-           "atomic_write"]
+           "update_config", "atomic_write"]
 
 FORMAT = "probstar-checkpoint-1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -103,6 +103,14 @@ def load_checkpoint(folder: str | Path) -> tuple[ProbStarNet, Normalization, dic
                               f"{CONFIG} ({str(exc).splitlines()[0]})") from None
     net.eval()
     return net, normalization, config
+
+
+def update_config(folder: str | Path, **entries: Any) -> None:
+    """Add or replace top-level ``entries`` of a checkpoint's JSON (e.g. its
+    recalibration), leaving the weights untouched."""
+    config, _, _ = read_checkpoint(folder)  # checks it is a readable checkpoint first
+    config.update(entries)
+    atomic_write(Path(folder) / CONFIG, lambda p: p.write_text(json.dumps(config, indent=1)))
 
 
 def save_train_state(path: Path, state: dict) -> None:

@@ -1,4 +1,5 @@
-"""``probstar`` command line: demo, predict, sample, train, evaluate, data, info.
+"""``probstar`` command line: demo, predict, sample, train, evaluate, recalibrate, data,
+info.
 
 Errors a user can fix (bad input, unknown names, corrupt files) print one line and exit
 with status 2; nothing else is caught.
@@ -183,6 +184,24 @@ def cmd_evaluate(args) -> None:
     print(f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
 
 
+def cmd_recalibrate(args) -> None:
+    from . import recalibration
+    from .checkpoint import update_config
+    from .data.library import load_split
+    from .query import load_model, shipped_model_path
+
+    folder = Path(args.model) if args.model else shipped_model_path()
+    model = load_model(folder)
+    validation = load_split("validation")
+    fitted = recalibration.fit(model, validation)
+    print(f"CDF maps fitted on the validation split ({len(validation)} stars):")
+    for kind, by_class in fitted.to_dict()["maps"].items():
+        for cls, by_name in by_class.items():
+            print(f"  {kind}, {cls}s: {', '.join(by_name)}")
+    update_config(folder, recalibration=fitted.to_dict())
+    print(f"written to {folder / 'config.json'}")
+
+
 def cmd_info(args) -> None:
     from .query import load_model
 
@@ -192,6 +211,7 @@ def cmd_info(args) -> None:
     print("trained names:", ", ".join(model.trained_names))
     for key in ("epoch", "data_hash", "probstar_version"):
         print(f"{key}: {model.meta.get(key)}")
+    print("recalibration:", model.recalibration.note or "none")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--head", choices=sorted(HEADS),
                    help="whose median is scored (default: the model's best 1-D head)")
     v.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("recalibrate", help="fit the recalibration on the validation split "
+                                           "and store it in the model folder")
+    r.add_argument("--model", help="model folder (default: the shipped model)")
+    r.set_defaults(func=cmd_recalibrate)
 
     i = sub.add_parser("info", help="describe a model")
     i.add_argument("--model")

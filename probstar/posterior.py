@@ -112,7 +112,7 @@ class Posterior:
                 return self._physical(m.icdf(torch.full(m.batch_shape, float(q),
                                                         device=self.loc.device)))
             except NotImplementedError:  # mixtures: bisection on the cdf
-                return self._physical(_bisect_icdf(m, float(q)))
+                return self._physical(bisect_icdf(m, float(q)))
 
     def median(self) -> np.ndarray:
         return self.quantile(0.5)
@@ -180,15 +180,22 @@ def _kde(draws: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * u ** 2).mean(-1) / (bw * np.sqrt(2 * np.pi))
 
 
-def _bisect_icdf(dist: Distribution, q: float, steps: int = 48) -> torch.Tensor:
-    """Quantile of a 1-D distribution with a cdf (batch-wise bisection)."""
+def bisect_icdf(dist: Distribution, q: float | torch.Tensor, steps: int = 16,
+                newton: int = 3) -> torch.Tensor:
+    """Quantile of a 1-D distribution with a cdf and a density: batch-wise bisection to
+    1e-5 of the bracket, then Newton steps kept inside it (a tensor ``q`` may carry
+    leading sample dimensions)."""
     mean, std = dist.mean, dist.stddev
     lo, hi = mean - 40 * std - 1, mean + 40 * std + 1
     for _ in range(steps):
         mid = 0.5 * (lo + hi)
         below = dist.cdf(mid) < q
         lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-    return 0.5 * (lo + hi)
+    x = 0.5 * (lo + hi)
+    for _ in range(newton):
+        step = (dist.cdf(x) - q) / dist.log_prob(x).exp().clamp_min(1e-30)
+        x = torch.minimum(torch.maximum(x - step, lo), hi)
+    return x
 
 
 def _peaks(x: np.ndarray, p: np.ndarray, min_weight: float) -> list[tuple[float, float]]:

@@ -22,7 +22,8 @@ from .data.observations import Observations
 from .evaluate import INPUT_SETS, predicted_medians, robust_scatter
 from .model.heads import MARGINAL_HEADS
 from .model.network import N_SCALARS, ProbStarNet
-from .posterior import Posterior
+from .posterior import Posterior, bisect_icdf
+from .recalibration import GIANT_LOGG, Recalibration, context_kind
 from .vocab import NAMES, Normalization, index_of
 
 __all__ = ["Model", "load_model", "predict", "DEFAULT_MODEL"]
@@ -59,6 +60,7 @@ class Model:
         self.normalization = normalization
         self.meta = meta
         self.trained_names = tuple(meta.get("trained_names", NAMES[:N_SCALARS]))
+        self.recalibration = Recalibration.from_dict(meta.get("recalibration", {}))
         self._untrained = torch.tensor(
             [n not in self.trained_names and i < N_SCALARS for i, n in enumerate(NAMES)])
 
@@ -112,14 +114,16 @@ class Model:
         return head
 
     def posterior(self, data: Any, request: Sequence[str] | str, head: str | None = None,
-                  ignore: Sequence[str] = (), batch_size: int = 2048) -> Posterior:
+                  ignore: Sequence[str] = (), calibrated: bool = True,
+                  batch_size: int = 2048) -> Posterior:
         """The distribution of ``request`` given the observations in ``data``, per star.
 
         ``head``: ``"flow"`` gives the joint PDF of the requested names (correlations
         kept), ``"mixture"`` / ``"gaussian"`` independent 1-D PDFs; by default several
         names get the joint and one name the best 1-D head. Requested quantities present
         in ``data`` (e.g. the APOGEE labels of a library table) are not used as inputs,
-        nor are the names in ``ignore``.
+        nor are the names in ``ignore``. ``calibrated``: apply the model's recalibration
+        (``probstar.recalibration``) to 1-D mixture answers when it has one.
         """
         query = self._request(request)
         query.sort()  # vocabulary order: the order the flow was trained in
@@ -132,7 +136,10 @@ class Model:
         unused = query + (index_of(list(ignore)) if len(ignore) else [])
         v[:, unused] = torch.nan
         device = next(self.net.parameters()).device
-        q = torch.tensor(query, device=device)
+        recalibrate = calibrated and head == "mixture" and self.recalibration.fitted
+        (logg,) = index_of("logg")
+        extra = [logg] if recalibrate and logg not in query else []  # for the class only
+        q = torch.tensor(query + extra, device=device)
         with torch.inference_mode():
             h = torch.cat([self.net(v[i:i + batch_size].to(device),
                                     s[i:i + batch_size].to(device), q)
@@ -140,7 +147,14 @@ class Model:
         h = h.clone()  # a normal tensor: inference-mode ones refuse later autograd use
         loc = torch.as_tensor(self.normalization.loc[query], device=device)
         scale = torch.as_tensor(self.normalization.scale[query], device=device)
-        dist = self.net.distribution(head, h)
+        dist = self.net.distribution(head, h[:, :len(query)])
+        if recalibrate:  # the class: the median of the uncalibrated logg answer
+            j = (query + extra).index(logg)
+            with torch.no_grad():
+                median = bisect_icdf(self.net.distribution("mixture", h[:, j]), 0.5)
+            giant = (GIANT_LOGG - self.normalization.loc[logg]) / self.normalization.scale[logg]
+            dwarf = (median >= giant).long().cpu().numpy()
+            dist = self.recalibration.apply(dist, context_kind(v), dwarf, query)
         if head in MARGINAL_HEADS:
             return Posterior.independent(dist, names, loc, scale)
         return Posterior(dist, names, loc, scale)

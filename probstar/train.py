@@ -124,7 +124,7 @@ PRESETS: dict[str, TrainConfig] = {
     # The simulated population (scalars only, no spectra; validation/simulation.py).
     "sim": TrainConfig(ModelConfig(dim=96, heads=4, encoder_layers=2, decoder_layers=1,
                                    ff_mult=2, xp_regions=1, region_hidden=16),
-                       epochs=25, batch_size=512, lr=1e-3, p_full_spectrum=0.0,
+                       epochs=8, batch_size=512, lr=1e-3, p_full_spectrum=0.0,
                        p_no_spectrum=1.0, p_labels_only=0.5, labels_only_max=2,
                        label_errors=True, checkpoint_every=1, threads=2),
     # Seconds: for tests and a first look.

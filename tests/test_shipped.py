@@ -36,3 +36,24 @@ def test_teff_only_question_has_giant_and_dwarf_peaks(shipped, request_):
     assert len(peaks) >= 2
     (giant, w_giant), (dwarf, w_dwarf) = peaks[:2]
     assert giant < 2.5 and dwarf > 4.0 and 0.6 < w_giant and 0.02 < w_dwarf < 0.3
+
+
+def test_shipped_recalibration_widens_overconfident_teff_only_answers(shipped):
+    """The shipped model carries maps fitted on the validation split; on the held-out
+    test split Teff-only logg intervals are too narrow without them
+    (validation/calibration.md) and the 68% interval holds close to 68% with them."""
+    from probstar.calibration import coverage, pit
+    from probstar.data import load_split
+
+    assert shipped.recalibration.fitted
+    test = load_split("test")
+    stars, truth = test.only(["teff"]), test.column("logg")
+    inside = {}
+    for calibrated in (False, True):
+        draws = shipped.posterior(stars, "logg", calibrated=calibrated).sample(400, seed=0)
+        inside[calibrated] = coverage(pit(draws[:, :, 0], truth, noise=0.05), [0.68])[0]
+    assert inside[False] < 0.65 and abs(inside[True] - 0.68) < 0.025
+    few = stars.select(slice(0, 5))
+    flow = {c: shipped.posterior(few, ["logg", "fe_h"], calibrated=c).sample(10, seed=0)
+            for c in (False, True)}
+    assert np.array_equal(flow[False], flow[True])  # the joint flow is not recalibrated

@@ -23,8 +23,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from probstar.calibration import LEVELS, binomial_band, coverage, crps, log_score, pit, \
-    reliability_diagram
+from probstar.calibration import CHECKED, LEVELS, binomial_band, coverage, coverage_check, \
+    crps, log_score, pit, reliability_diagram
 from probstar.data import load_split
 from probstar.evaluate import INPUT_SETS, robust_scatter
 from probstar.plots import axis_label
@@ -35,15 +35,9 @@ HERE = Path(__file__).resolve().parent
 TARGETS = ("teff", "logg", "fe_h")
 INPUTS = {"xp+colours": INPUT_SETS["xp+colours"], "xp": INPUT_SETS["xp"],
           "photometry": INPUT_SETS["photometry"], "teff only": ("teff",)}
-CHECKED = (0.5, 0.68, 0.9, 0.95, 0.99)  # the levels of the issue's bar
 N_DRAWS, GIANT_LOGG = 1000, 3.5
 TEFF_BINS = ((0, 4000), (4000, 4500), (4500, 5000), (5000, 5500), (5500, 6500), (6500, 1e5))
 G_BINS = ((0, 11), (11, 12), (12, 13), (13, 14), (14, 99))
-
-
-def tolerance(level: float, n: int) -> float:
-    """The bar: two binomial standard errors of a calibrated model, or 2 points."""
-    return max(2 * np.sqrt(level * (1 - level) / max(n, 1)), 0.02)
 
 
 def scored(model, stars, head: str, inputs: tuple[str, ...]) -> dict:
@@ -77,13 +71,6 @@ def groups(stars) -> dict[str, np.ndarray]:
     return out
 
 
-def coverage_row(u: np.ndarray) -> tuple[int, list[float], bool]:
-    u = u[np.isfinite(u)]
-    cov = coverage(u, CHECKED)
-    ok = all(abs(c - lv) <= tolerance(lv, u.size) for c, lv in zip(cov, CHECKED))
-    return u.size, list(cov), ok
-
-
 def bar_table(results: dict, stars, head: str) -> list[str]:
     """The issue's bar: coverage at 50-99% per input set, target and giant/dwarf group."""
     lines = ["| inputs | quantity | stars | group | " +
@@ -94,7 +81,7 @@ def bar_table(results: dict, stars, head: str) -> list[str]:
         res = by_head[head]
         for name, u in res["pit"].items():
             for group in list(masks)[:3]:
-                n, cov, ok = coverage_row(u[masks[group]])
+                n, cov, ok = coverage_check(u[masks[group]])
                 lines.append(f"| {inputs} | {name} | {n} | {group} | " +
                              " | ".join(f"{c:.3f}" for c in cov) +
                              f" | {'yes' if ok else '**no**'} |")
@@ -107,7 +94,7 @@ def breakdown_table(res: dict, stars) -> list[str]:
              "|---|---|---|---|---|---|---|---|"]
     for name, u in res["pit"].items():
         for group, mask in groups(stars).items():
-            n, cov, ok = coverage_row(u[mask])
+            n, cov, ok = coverage_check(u[mask])
             if n < 20:
                 continue
             c68, c95 = coverage(u[mask & np.isfinite(u)], (0.68, 0.95))

@@ -1,0 +1,285 @@
+"""Recalibration: a monotone map of each 1-D answer's CDF, fitted on the validation split.
+
+A network trained by maximum likelihood can still be over- or under-confident, and not
+by the same amount everywhere: on the real data, answers from a spectrum are nearly
+calibrated while Teff-only answers are too narrow (the network partly recognises
+training stars by their exact Teff), and giants differ from dwarfs. The correction is
+quantile recalibration (Kuleshov, Fenner & Ermon 2018): if ``u = F(y)``, the PIT
+values of held-out labels under the predicted CDF ``F``, are not uniform, the
+recalibrated CDF is ``R(F(y))`` with ``R`` the empirical CDF of those PIT values, so
+that its PIT values are uniform. Its density is ``R'(F(y)) f(y)``; draws are
+``F^-1(R^-1(u))``.
+
+One map per requested name, per kind of context (:data:`KINDS`: a spectrum is present;
+else photometry or parallax; else only stellar parameters) and per predicted class
+(:data:`CLASSES`: the median of the network's own logg answer below or above 3.5),
+because the miscalibration differs between them. Each map is fitted on the
+validation split (never the test split), with each label's error convolved into the
+prediction (exact for Gaussian mixtures); ``R`` is a smooth kernel estimate (see
+:class:`Recalibrated`), so recalibrated densities have no spurious peaks.
+The maps live in the model folder's ``config.json`` (``"recalibration"``); :func:`fit`
+and ``probstar recalibrate`` produce them. They apply to the 1-D (mixture) answers;
+the flow's joint answers are not recalibrated (a CDF map is one-dimensional).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import math
+
+import numpy as np
+import torch
+from scipy import special
+from torch.distributions import Distribution, constraints
+
+from .data.observations import Observations
+from .evaluate import INPUT_SETS
+from .posterior import bisect_icdf
+from .vocab import LABEL_NAMES, SCALAR_NAMES, XP_NAMES, index_of
+
+__all__ = ["KINDS", "CLASSES", "FIT_INPUTS", "Recalibration", "Recalibrated", "context_kind",
+           "predicted_class", "fit"]
+
+KINDS: tuple[str, ...] = ("spectrum", "photometry", "parameters")
+CLASSES: tuple[str, ...] = ("giant", "dwarf")  # the network's logg median < or >= 3.5
+GIANT_LOGG = 3.5
+N_CENTERS = 100  # kernels per map: quantiles of the probit PIT values
+BANDWIDTH = 0.2  # kernel width in probit space (chosen on the validation split)
+BLEND = 0.01  # weight of the identity in R: densities stay positive in the far tails
+_PHOTOMETRY = index_of(["g", "bp", "rp", "j", "h", "k", "bp_rp", "j_h", "j_k", "parallax"])
+_XP = index_of(list(XP_NAMES))
+#: The validation questions each kind's maps are fitted on.
+FIT_INPUTS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "spectrum": (INPUT_SETS["xp+colours"], INPUT_SETS["xp"]),
+    "photometry": (INPUT_SETS["photometry"],),
+    "parameters": (("teff",),),
+}
+
+
+def context_kind(values: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Index into :data:`KINDS` of each star's context; ``values`` (n_stars, n_names in
+    vocabulary order), NaN = not observed."""
+    present = np.isfinite(np.asarray(values, float))
+    return np.where(present[:, _XP].any(1), 0, np.where(present[:, _PHOTOMETRY].any(1), 1, 2))
+
+
+class Recalibrated(Distribution):
+    """A 1-D distribution whose CDF ``F`` is passed through a smooth monotone map:
+    ``cdf = R(F)``, ``density = R'(F) f``, ``draws = F^-1(R^-1(u))``.
+
+    In probit space (``z = Phi^-1(p)``), ``R(p) = (1 - BLEND) mean_k Phi((z - c_k) / h)
+    + BLEND p``: a kernel estimate of the CDF of the held-out labels' probit PIT values,
+    ``centers[which]`` holding each element's ``c_k``. It is smooth, so the recalibrated
+    density has no spurious peaks.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real
+    N_MOMENT = 100  # quantile levels behind mean and stddev
+    CHUNK = 1 << 16  # elements per kernel evaluation (bounded memory)
+    Z_GRID = torch.linspace(-9.0, 9.0, 1801, dtype=torch.float64)  # for R^-1
+
+    def __init__(self, base: Distribution, centers: torch.Tensor, which: torch.Tensor,
+                 bandwidth: float) -> None:
+        self.base, self.which, self.h = base, which, bandwidth
+        self.fitted = torch.isfinite(centers).all(-1)  # the others: the identity
+        self.centers = torch.where(self.fitted[:, None], centers, 0.0).double()
+        super().__init__(base.batch_shape, validate_args=False)
+
+    def _kernels(self, z: torch.Tensor, which: torch.Tensor, pdf: bool) -> torch.Tensor:
+        """mean_k Phi((z - c_k) / h) (or its derivative in z), chunk by chunk."""
+        z, which = z.reshape(-1), which.reshape(-1)
+        out = torch.empty_like(z)
+        for i in range(0, z.numel(), self.CHUNK):
+            t = (z[i:i + self.CHUNK, None] - self.centers[which[i:i + self.CHUNK]]) / self.h
+            out[i:i + self.CHUNK] = (torch.exp(-0.5 * t ** 2) / (self.h * math.sqrt(2 * math.pi))
+                                     if pdf else torch.special.ndtr(t)).mean(1)
+        return out
+
+    def _map(self, p: torch.Tensor, derivative: bool) -> torch.Tensor:
+        """R(p), or log R'(p)."""
+        shape = p.shape
+        z = torch.special.ndtri(p.double().clamp(1e-12, 1 - 1e-12))
+        which = self.which.expand(shape)
+        fitted = self.fitted[which]
+        if not derivative:
+            r = (1 - BLEND) * self._kernels(z, which, pdf=False).reshape(shape) + \
+                BLEND * torch.special.ndtr(z)
+            return torch.where(fitted, r.to(p.dtype), p)
+        phi = torch.exp(-0.5 * z ** 2) / math.sqrt(2 * math.pi)
+        dr = (1 - BLEND) * self._kernels(z, which, pdf=True).reshape(shape) / phi + BLEND
+        return torch.where(fitted, torch.log(dr).to(p.dtype), 0.0)
+
+    def _inverse_map(self, u: torch.Tensor) -> torch.Tensor:
+        """R^-1(u): R tabulated on a probit grid per map, inverted by interpolation."""
+        out = torch.empty_like(u, dtype=torch.float64)
+        which = self.which.expand(u.shape)
+        grid = self.Z_GRID
+        for t in self.which.unique():
+            mask = which == t
+            if not self.fitted[t]:
+                out[mask] = u[mask].double()
+                continue
+            r = (1 - BLEND) * self._kernels(grid, t.expand(grid.shape), pdf=False) + \
+                BLEND * torch.special.ndtr(grid)
+            k = torch.searchsorted(r, u[mask].double().contiguous()).clamp(1, grid.numel() - 1)
+            frac = (u[mask].double() - r[k - 1]) / (r[k] - r[k - 1])
+            z = grid[k - 1] + frac.clamp(0, 1) * (grid[k] - grid[k - 1])
+            out[mask] = torch.special.ndtr(z)
+        return out.to(u.dtype)
+
+    def cdf(self, value: torch.Tensor) -> torch.Tensor:
+        return self._map(self.base.cdf(value), derivative=False)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.base.log_prob(value) + self._map(self.base.cdf(value), derivative=True)
+
+    def icdf(self, value) -> torch.Tensor:
+        value = torch.as_tensor(value, dtype=torch.float32)
+        value = value.expand(torch.broadcast_shapes(value.shape, self.batch_shape))
+        return bisect_icdf(self.base, self._inverse_map(value))
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            return self.icdf(torch.rand(self._extended_shape(sample_shape)))
+
+    def _moment_draws(self) -> torch.Tensor:
+        levels = (torch.arange(self.N_MOMENT) + 0.5) / self.N_MOMENT
+        return self.icdf(levels.reshape(-1, *[1] * len(self.batch_shape)))
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self._moment_draws().mean(0)
+
+    @property
+    def stddev(self) -> torch.Tensor:
+        return self._moment_draws().std(0, unbiased=False)
+
+
+@dataclass(frozen=True)
+class Recalibration:
+    """The kernel centres of each (kind of context, predicted class, scalar name)'s map;
+    NaN centres = the identity."""
+
+    centers: np.ndarray  # (len(KINDS), len(CLASSES), len(SCALAR_NAMES), N_CENTERS)
+    note: str = ""
+
+    @classmethod
+    def identity(cls) -> "Recalibration":
+        return cls(np.full((len(KINDS), len(CLASSES), len(SCALAR_NAMES), N_CENTERS), np.nan))
+
+    @property
+    def fitted(self) -> bool:
+        """True when some map is not the identity."""
+        return bool(np.isfinite(self.centers).any())
+
+    def apply(self, base: Distribution, kinds: np.ndarray, classes: np.ndarray,
+              query: list[int]) -> Distribution:
+        """``base`` (batch (n_stars, len(query))) recalibrated for stars of the given
+        context kinds and predicted classes (each (n_stars,)); elements without a
+        fitted map keep their distribution."""
+        which = (np.asarray(kinds)[:, None] * len(CLASSES) + np.asarray(classes)[:, None]) \
+            * len(SCALAR_NAMES) + np.asarray(query)[None, :]
+        centers = self.centers.reshape(-1, N_CENTERS)
+        if not np.isfinite(centers[which]).all(-1).any():
+            return base
+        return Recalibrated(base, torch.as_tensor(centers), torch.as_tensor(which), BANDWIDTH)
+
+    def to_dict(self) -> dict:
+        maps: dict = {}
+        for k, kind in enumerate(KINDS):
+            for c, cls in enumerate(CLASSES):
+                for j, name in enumerate(SCALAR_NAMES):
+                    if np.isfinite(self.centers[k, c, j]).all():
+                        maps.setdefault(kind, {}).setdefault(cls, {})[name] = \
+                            [round(float(v), 5) for v in self.centers[k, c, j]]
+        return {"method": "quantile recalibration, kernel map in probit space "
+                          "(probstar.recalibration)",
+                "bandwidth": BANDWIDTH, "maps": maps, "note": self.note}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recalibration":
+        out = cls.identity()
+        if d.get("maps") and d.get("bandwidth") != BANDWIDTH:
+            raise ValueError(f"recalibration: bandwidth {d.get('bandwidth')} != {BANDWIDTH}")
+        for kind, by_class in d.get("maps", {}).items():
+            for cls_name, by_name in by_class.items():
+                for name, centers in by_name.items():
+                    if kind not in KINDS or cls_name not in CLASSES or \
+                            name not in SCALAR_NAMES:
+                        raise ValueError(f"recalibration: unknown entry {kind}/{cls_name}/"
+                                         f"{name}")
+                    c = np.asarray(centers, float)
+                    if c.shape != (N_CENTERS,) or not np.isfinite(c).all():
+                        raise ValueError(f"recalibration: the map {kind}/{cls_name}/{name} "
+                                         f"needs {N_CENTERS} finite centres")
+                    out.centers[KINDS.index(kind), CLASSES.index(cls_name),
+                                SCALAR_NAMES.index(name)] = c
+        return cls(out.centers, d.get("note", ""))
+
+
+def kernel_centers(pit_values: np.ndarray) -> np.ndarray:
+    """The map's kernel centres: :data:`N_CENTERS` quantiles of the probit PIT values."""
+    z = special.ndtri(np.clip(pit_values[np.isfinite(pit_values)], 1e-9, 1 - 1e-9))
+    return np.quantile(z, (np.arange(N_CENTERS) + 0.5) / N_CENTERS)
+
+
+def mixture_pit(weights: np.ndarray, means: np.ndarray, sds: np.ndarray, truth: np.ndarray,
+                noise: np.ndarray) -> np.ndarray:
+    """PIT of ``truth`` under Gaussian mixtures (components on the last axis) convolved
+    with the truth's Gaussian ``noise``: exact, no sampling."""
+    sd = np.sqrt(sds ** 2 + noise[..., None] ** 2)
+    return (weights * special.ndtr((truth[..., None] - means) / sd)).sum(-1)
+
+
+def _label_noise(obs: Observations, name: str) -> np.ndarray:
+    """Each star's label error (the median error where none is given)."""
+    err = obs.errors[:, index_of(name)[0]]
+    ok = np.isfinite(err) & (err > 0)
+    return np.where(ok, err, np.nanmedian(err[ok]) if ok.any() else 0.0)
+
+
+def predicted_class(model, obs: Observations, post=None) -> np.ndarray:
+    """Index into :data:`CLASSES` of each star: the median of the model's uncalibrated
+    logg answer (taken from ``post`` when it holds one) below or above 3.5."""
+    if post is None or "logg" not in post.names:
+        post = model.posterior(obs, ["logg"], head="mixture", calibrated=False)
+    return (post.median()[:, post.names.index("logg")] >= GIANT_LOGG).astype(int)
+
+
+def fit(model, obs: Observations, min_stars: int = 200) -> Recalibration:
+    """Maps fitted on ``obs`` (the validation split) for every kind of context and
+    predicted class, for each label name outside its inputs with at least ``min_stars``
+    labelled stars; the others stay the identity."""
+    centers = Recalibration.identity().centers
+    for k, kind in enumerate(KINDS):
+        pits: dict[tuple[str, int], list[np.ndarray]] = {}
+        for inputs in FIT_INPUTS[kind]:
+            shown = obs.only(inputs)
+            of_kind = context_kind(shown.values) == k  # e.g. no spectra in simulated stars
+            targets = [n for n in LABEL_NAMES if n not in inputs and n in model.trained_names]
+            if not of_kind.any() or not targets:
+                continue
+            post = model.posterior(shown, targets, head="mixture", calibrated=False)
+            classes = predicted_class(model, shown, post)
+            mix = post.marginals  # normalised units, batch (n_stars, n_names)
+            w, mu, sd = (t.detach().numpy() for t in (
+                mix.mixture_distribution.probs, mix.component_distribution.loc,
+                mix.component_distribution.scale))
+            for j, name in enumerate(post.names):
+                i = index_of(name)[0]
+                loc, scale = model.normalization.loc[i], model.normalization.scale[i]
+                truth = (obs.column(name) - loc) / scale
+                u = mixture_pit(w[:, j], mu[:, j], sd[:, j], truth,
+                                _label_noise(obs, name) / scale)
+                for c in range(len(CLASSES)):
+                    ok = np.isfinite(truth) & of_kind & (classes == c)
+                    pits.setdefault((name, c), []).append(u[ok])
+        for (name, c), parts in pits.items():
+            u = np.concatenate(parts)
+            if u.size >= min_stars:
+                centers[k, c, SCALAR_NAMES.index(name)] = kernel_centers(u)
+    sets = ", ".join(f"{kind}: {len(v)} input set(s)" for kind, v in FIT_INPUTS.items())
+    note = f"fitted on {len(obs)} stars by probstar.recalibration.fit ({sets})"
+    return Recalibration(centers, note)

@@ -1,0 +1,91 @@
+"""Quantile recalibration: the map makes miscalibrated answers calibrated, stays a proper
+distribution (cdf, density, quantiles and draws agree), and round-trips through JSON."""
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Normal
+
+from probstar.calibration import coverage_check
+from probstar.recalibration import (BANDWIDTH, CLASSES, KINDS, N_CENTERS, Recalibrated,
+                                    Recalibration, context_kind, kernel_centers)
+from probstar.vocab import NAMES, SCALAR_NAMES, index_of
+
+
+def recalibrated(base, z):
+    """``base`` recalibrated with a map fitted on held-out truths that lie ``z`` standard
+    deviations of a Gaussian answer away from its mean."""
+    pit_values = Normal(0.0, 1.0).cdf(torch.as_tensor(z)).numpy()
+    centers = torch.as_tensor(kernel_centers(pit_values))[None]
+    which = torch.zeros(base.batch_shape, dtype=torch.long)
+    return Recalibrated(base, centers, which, BANDWIDTH)
+
+
+def test_overconfident_answers_become_calibrated():
+    rng = np.random.default_rng(0)
+    base = Normal(torch.zeros(4000), torch.ones(4000))  # the truth is N(0, 2^2)
+    fitted = recalibrated(base, rng.normal(0, 2, 4000))  # the validation split
+    fresh = torch.as_tensor(rng.normal(0, 2, 4000), dtype=torch.float32)
+    assert not coverage_check(base.cdf(fresh).numpy())[2]
+    assert coverage_check(fitted.cdf(fresh).numpy())[2]
+    assert float(fitted.stddev[0]) == pytest.approx(2.0, rel=0.1)
+
+
+def test_calibrated_answers_stay_nearly_unchanged():
+    rng = np.random.default_rng(1)
+    base = Normal(torch.zeros(3), torch.ones(3))
+    fitted = recalibrated(base, rng.normal(0, 1, 20000))
+    x = torch.linspace(-3, 3, 13)[:, None].expand(-1, 3)
+    assert torch.allclose(fitted.cdf(x), base.cdf(x), atol=0.02)
+
+
+def test_cdf_density_quantiles_and_draws_agree():
+    rng = np.random.default_rng(2)
+    base = Normal(torch.tensor([0.0, 5.0]), torch.tensor([1.0, 0.5]))
+    fitted = recalibrated(base, rng.normal(0.3, 1.5, 3000))
+    x = torch.linspace(-12, 17, 20001)[:, None].expand(-1, 2)
+    density = fitted.log_prob(x).exp()
+    mass = torch.trapezoid(density, x, dim=0)
+    assert torch.allclose(mass, torch.ones(2), atol=2e-3)
+    q = torch.tensor([0.05, 0.5, 0.95])[:, None]
+    assert torch.allclose(fitted.cdf(fitted.icdf(q)), q.expand(-1, 2), atol=1e-3)
+    torch.manual_seed(0)
+    draws = fitted.sample((20000,))
+    assert draws.shape == (20000, 2)
+    median = fitted.icdf(torch.tensor(0.5))
+    assert torch.allclose(draws.median(0).values, median, atol=0.05)
+
+
+def test_elements_without_a_map_keep_their_distribution():
+    base = Normal(torch.zeros(2, 2), torch.ones(2, 2))
+    centers = torch.full((2, N_CENTERS), float("nan"))
+    centers[1] = torch.linspace(-3, 3, N_CENTERS)
+    fitted = Recalibrated(base, centers, torch.tensor([[0, 1], [0, 1]]), BANDWIDTH)
+    x = torch.tensor([[0.7, 0.7], [-0.2, -0.2]])
+    assert torch.equal(fitted.cdf(x)[:, 0], base.cdf(x)[:, 0])
+    assert torch.equal(fitted.log_prob(x)[:, 0], base.log_prob(x)[:, 0])
+
+
+def test_round_trip_and_bad_entries():
+    rng = np.random.default_rng(3)
+    cal = Recalibration.identity()
+    cal.centers[0, 1, SCALAR_NAMES.index("logg")] = np.sort(rng.normal(size=N_CENTERS))
+    back = Recalibration.from_dict(cal.to_dict())
+    assert back.fitted and not Recalibration.identity().fitted
+    np.testing.assert_allclose(back.centers[0, 1, 1], cal.centers[0, 1, 1], atol=1e-5)
+    assert np.isnan(back.centers[1]).all()
+    good = cal.to_dict()
+    with pytest.raises(ValueError, match="unknown entry"):
+        Recalibration.from_dict({**good, "maps": {"radio": good["maps"][KINDS[0]]}})
+    with pytest.raises(ValueError, match="finite centres"):
+        Recalibration.from_dict({**good, "maps": {KINDS[0]: {CLASSES[1]: {"logg": [0.0]}}}})
+    with pytest.raises(ValueError, match="bandwidth"):
+        Recalibration.from_dict({**good, "bandwidth": 0.5})
+
+
+def test_context_kind():
+    values = np.full((4, len(NAMES)), np.nan)
+    values[0, index_of("xp_500")] = 1.0
+    values[1, index_of("bp_rp")] = 1.0
+    values[2, index_of("teff")] = 4000.0
+    assert context_kind(values).tolist() == [0, 1, 2, 2]  # nothing observed: parameters
