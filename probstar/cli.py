@@ -195,9 +195,8 @@ def cmd_recalibrate(args) -> None:
     validation = load_split("validation")
     fitted = recalibration.fit(model, validation)
     print(f"CDF maps fitted on the validation split ({len(validation)} stars):")
-    for kind, by_class in fitted.to_dict()["maps"].items():
-        for cls, by_name in by_class.items():
-            print(f"  {kind}, {cls}s: {', '.join(by_name)}")
+    for kind, by_name in fitted.to_dict()["maps"].items():
+        print(f"  {kind}: {', '.join(by_name)}")
     update_config(folder, recalibration=fitted.to_dict())
     print(f"written to {folder / 'config.json'}")
 

@@ -22,8 +22,8 @@ from .data.observations import Observations
 from .evaluate import INPUT_SETS, predicted_medians, robust_scatter
 from .model.heads import MARGINAL_HEADS
 from .model.network import N_SCALARS, ProbStarNet
-from .posterior import Posterior, bisect_icdf
-from .recalibration import GIANT_LOGG, Recalibration, context_kind
+from .posterior import Posterior
+from .recalibration import Recalibration, context_kind
 from .vocab import NAMES, Normalization, index_of
 
 __all__ = ["Model", "load_model", "predict", "DEFAULT_MODEL"]
@@ -136,10 +136,7 @@ class Model:
         unused = query + (index_of(list(ignore)) if len(ignore) else [])
         v[:, unused] = torch.nan
         device = next(self.net.parameters()).device
-        recalibrate = calibrated and head == "mixture" and self.recalibration.fitted
-        (logg,) = index_of("logg")
-        extra = [logg] if recalibrate and logg not in query else []  # for the class only
-        q = torch.tensor(query + extra, device=device)
+        q = torch.tensor(query, device=device)
         with torch.inference_mode():
             h = torch.cat([self.net(v[i:i + batch_size].to(device),
                                     s[i:i + batch_size].to(device), q)
@@ -147,14 +144,9 @@ class Model:
         h = h.clone()  # a normal tensor: inference-mode ones refuse later autograd use
         loc = torch.as_tensor(self.normalization.loc[query], device=device)
         scale = torch.as_tensor(self.normalization.scale[query], device=device)
-        dist = self.net.distribution(head, h[:, :len(query)])
-        if recalibrate:  # the class: the median of the uncalibrated logg answer
-            j = (query + extra).index(logg)
-            with torch.no_grad():
-                median = bisect_icdf(self.net.distribution("mixture", h[:, j]), 0.5)
-            giant = (GIANT_LOGG - self.normalization.loc[logg]) / self.normalization.scale[logg]
-            dwarf = (median >= giant).long().cpu().numpy()
-            dist = self.recalibration.apply(dist, context_kind(v), dwarf, query)
+        dist = self.net.distribution(head, h)
+        if calibrated and head == "mixture":
+            dist = self.recalibration.apply(dist, context_kind(v), query)
         if head in MARGINAL_HEADS:
             return Posterior.independent(dist, names, loc, scale)
         return Posterior(dist, names, loc, scale)

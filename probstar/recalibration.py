@@ -10,10 +10,9 @@ recalibrated CDF is ``R(F(y))`` with ``R`` the empirical CDF of those PIT values
 that its PIT values are uniform. Its density is ``R'(F(y)) f(y)``; draws are
 ``F^-1(R^-1(u))``.
 
-One map per requested name, per kind of context (:data:`KINDS`: a spectrum is present;
-else photometry or parallax; else only stellar parameters) and per predicted class
-(:data:`CLASSES`: the median of the network's own logg answer below or above 3.5),
-because the miscalibration differs between them. Each map is fitted on the
+One map per requested name and kind of context (:data:`KINDS`: a spectrum is present;
+else photometry or parallax; else only stellar parameters), because the
+miscalibration differs between them. Each map is fitted on the
 validation split (never the test split), with each label's error convolved into the
 prediction (exact for Gaussian mixtures); ``R`` is a smooth kernel estimate (see
 :class:`Recalibrated`), so recalibrated densities have no spurious peaks.
@@ -38,12 +37,9 @@ from .evaluate import INPUT_SETS
 from .posterior import bisect_icdf
 from .vocab import LABEL_NAMES, SCALAR_NAMES, XP_NAMES, index_of
 
-__all__ = ["KINDS", "CLASSES", "FIT_INPUTS", "Recalibration", "Recalibrated", "context_kind",
-           "predicted_class", "fit"]
+__all__ = ["KINDS", "FIT_INPUTS", "Recalibration", "Recalibrated", "context_kind", "fit"]
 
 KINDS: tuple[str, ...] = ("spectrum", "photometry", "parameters")
-CLASSES: tuple[str, ...] = ("giant", "dwarf")  # the network's logg median < or >= 3.5
-GIANT_LOGG = 3.5
 N_CENTERS = 100  # kernels per map: quantiles of the probit PIT values
 BANDWIDTH = 0.2  # kernel width in probit space (chosen on the validation split)
 BLEND = 0.01  # weight of the identity in R: densities stay positive in the far tails
@@ -159,28 +155,26 @@ class Recalibrated(Distribution):
 
 @dataclass(frozen=True)
 class Recalibration:
-    """The kernel centres of each (kind of context, predicted class, scalar name)'s map;
-    NaN centres = the identity."""
+    """The kernel centres of each (kind of context, scalar name)'s map; NaN centres =
+    the identity."""
 
-    centers: np.ndarray  # (len(KINDS), len(CLASSES), len(SCALAR_NAMES), N_CENTERS)
+    centers: np.ndarray  # (len(KINDS), len(SCALAR_NAMES), N_CENTERS)
     note: str = ""
 
     @classmethod
     def identity(cls) -> "Recalibration":
-        return cls(np.full((len(KINDS), len(CLASSES), len(SCALAR_NAMES), N_CENTERS), np.nan))
+        return cls(np.full((len(KINDS), len(SCALAR_NAMES), N_CENTERS), np.nan))
 
     @property
     def fitted(self) -> bool:
         """True when some map is not the identity."""
         return bool(np.isfinite(self.centers).any())
 
-    def apply(self, base: Distribution, kinds: np.ndarray, classes: np.ndarray,
-              query: list[int]) -> Distribution:
+    def apply(self, base: Distribution, kinds: np.ndarray, query: list[int]) -> Distribution:
         """``base`` (batch (n_stars, len(query))) recalibrated for stars of the given
-        context kinds and predicted classes (each (n_stars,)); elements without a
-        fitted map keep their distribution."""
-        which = (np.asarray(kinds)[:, None] * len(CLASSES) + np.asarray(classes)[:, None]) \
-            * len(SCALAR_NAMES) + np.asarray(query)[None, :]
+        context kinds (n_stars,); elements without a fitted map keep their
+        distribution."""
+        which = np.asarray(kinds)[:, None] * len(SCALAR_NAMES) + np.asarray(query)[None, :]
         centers = self.centers.reshape(-1, N_CENTERS)
         if not np.isfinite(centers[which]).all(-1).any():
             return base
@@ -189,11 +183,10 @@ class Recalibration:
     def to_dict(self) -> dict:
         maps: dict = {}
         for k, kind in enumerate(KINDS):
-            for c, cls in enumerate(CLASSES):
-                for j, name in enumerate(SCALAR_NAMES):
-                    if np.isfinite(self.centers[k, c, j]).all():
-                        maps.setdefault(kind, {}).setdefault(cls, {})[name] = \
-                            [round(float(v), 5) for v in self.centers[k, c, j]]
+            for j, name in enumerate(SCALAR_NAMES):
+                if np.isfinite(self.centers[k, j]).all():
+                    maps.setdefault(kind, {})[name] = [round(float(v), 5)
+                                                       for v in self.centers[k, j]]
         return {"method": "quantile recalibration, kernel map in probit space "
                           "(probstar.recalibration)",
                 "bandwidth": BANDWIDTH, "maps": maps, "note": self.note}
@@ -203,19 +196,15 @@ class Recalibration:
         out = cls.identity()
         if d.get("maps") and d.get("bandwidth") != BANDWIDTH:
             raise ValueError(f"recalibration: bandwidth {d.get('bandwidth')} != {BANDWIDTH}")
-        for kind, by_class in d.get("maps", {}).items():
-            for cls_name, by_name in by_class.items():
-                for name, centers in by_name.items():
-                    if kind not in KINDS or cls_name not in CLASSES or \
-                            name not in SCALAR_NAMES:
-                        raise ValueError(f"recalibration: unknown entry {kind}/{cls_name}/"
-                                         f"{name}")
-                    c = np.asarray(centers, float)
-                    if c.shape != (N_CENTERS,) or not np.isfinite(c).all():
-                        raise ValueError(f"recalibration: the map {kind}/{cls_name}/{name} "
-                                         f"needs {N_CENTERS} finite centres")
-                    out.centers[KINDS.index(kind), CLASSES.index(cls_name),
-                                SCALAR_NAMES.index(name)] = c
+        for kind, by_name in d.get("maps", {}).items():
+            for name, centers in by_name.items():
+                if kind not in KINDS or name not in SCALAR_NAMES:
+                    raise ValueError(f"recalibration: unknown entry {kind}/{name}")
+                c = np.asarray(centers, float)
+                if c.shape != (N_CENTERS,) or not np.isfinite(c).all():
+                    raise ValueError(f"recalibration: the map {kind}/{name} needs "
+                                     f"{N_CENTERS} finite centres")
+                out.centers[KINDS.index(kind), SCALAR_NAMES.index(name)] = c
         return cls(out.centers, d.get("note", ""))
 
 
@@ -240,21 +229,13 @@ def _label_noise(obs: Observations, name: str) -> np.ndarray:
     return np.where(ok, err, np.nanmedian(err[ok]) if ok.any() else 0.0)
 
 
-def predicted_class(model, obs: Observations, post=None) -> np.ndarray:
-    """Index into :data:`CLASSES` of each star: the median of the model's uncalibrated
-    logg answer (taken from ``post`` when it holds one) below or above 3.5."""
-    if post is None or "logg" not in post.names:
-        post = model.posterior(obs, ["logg"], head="mixture", calibrated=False)
-    return (post.median()[:, post.names.index("logg")] >= GIANT_LOGG).astype(int)
-
-
 def fit(model, obs: Observations, min_stars: int = 200) -> Recalibration:
-    """Maps fitted on ``obs`` (the validation split) for every kind of context and
-    predicted class, for each label name outside its inputs with at least ``min_stars``
-    labelled stars; the others stay the identity."""
+    """Maps fitted on ``obs`` (the validation split) for every kind of context, for each
+    label name outside its inputs with at least ``min_stars`` labelled stars; the others
+    stay the identity."""
     centers = Recalibration.identity().centers
     for k, kind in enumerate(KINDS):
-        pits: dict[tuple[str, int], list[np.ndarray]] = {}
+        pits: dict[str, list[np.ndarray]] = {}
         for inputs in FIT_INPUTS[kind]:
             shown = obs.only(inputs)
             of_kind = context_kind(shown.values) == k  # e.g. no spectra in simulated stars
@@ -262,7 +243,6 @@ def fit(model, obs: Observations, min_stars: int = 200) -> Recalibration:
             if not of_kind.any() or not targets:
                 continue
             post = model.posterior(shown, targets, head="mixture", calibrated=False)
-            classes = predicted_class(model, shown, post)
             mix = post.marginals  # normalised units, batch (n_stars, n_names)
             w, mu, sd = (t.detach().numpy() for t in (
                 mix.mixture_distribution.probs, mix.component_distribution.loc,
@@ -273,13 +253,11 @@ def fit(model, obs: Observations, min_stars: int = 200) -> Recalibration:
                 truth = (obs.column(name) - loc) / scale
                 u = mixture_pit(w[:, j], mu[:, j], sd[:, j], truth,
                                 _label_noise(obs, name) / scale)
-                for c in range(len(CLASSES)):
-                    ok = np.isfinite(truth) & of_kind & (classes == c)
-                    pits.setdefault((name, c), []).append(u[ok])
-        for (name, c), parts in pits.items():
+                pits.setdefault(name, []).append(u[np.isfinite(truth) & of_kind])
+        for name, parts in pits.items():
             u = np.concatenate(parts)
             if u.size >= min_stars:
-                centers[k, c, SCALAR_NAMES.index(name)] = kernel_centers(u)
+                centers[k, SCALAR_NAMES.index(name)] = kernel_centers(u)
     sets = ", ".join(f"{kind}: {len(v)} input set(s)" for kind, v in FIT_INPUTS.items())
     note = f"fitted on {len(obs)} stars by probstar.recalibration.fit ({sets})"
     return Recalibration(centers, note)

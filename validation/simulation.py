@@ -75,10 +75,11 @@ def recalibrate(folder: Path, validation) -> None:
                                                           validation).to_dict())
 
 
-def sbc(model, n: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Ranks of the true labels of ``n`` fresh simulated stars and KS p-values."""
+def sbc(model, n: int, seed: int, head: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Ranks of the true labels of ``n`` fresh simulated stars among draws of ``head``'s
+    answer (the flow's: joint draws) and their KS p-values."""
     obs, _ = simulate(n, seed=seed)
-    post = model.posterior(obs.only(OBSERVED), list(TARGETS))
+    post = model.posterior(obs.only(OBSERVED), list(TARGETS), head=head)
     draws = post.sample(N_RANK_DRAWS, seed=seed)
     ranks = {name: sbc_ranks(draws[:, :, j], obs.column(name))
              for j, name in enumerate(post.names)}
@@ -134,7 +135,8 @@ def main() -> None:
     out_path = Path(args.output)
     out_path.parent.mkdir(parents=True, exist_ok=True)
 
-    ranks, pvalues = sbc(model, N_SBC, seed=2)
+    sbc_heads = {head: sbc(model, N_SBC, 2, head) for head in ("mixture", "flow")
+                 if head in model.heads}
     pool, truths = simulate(N_EXACT, seed=3)
     rng = np.random.default_rng(4)
     rows = []
@@ -149,16 +151,19 @@ def main() -> None:
         rows.append((f"Teff + bp_rp, j_k of a simulated star (logg {star.column('logg')[0]:.2f})",
                      t, compare(model, pool, truths, evidence, rng)))
     by_truth = coverage_by_truth(model, pool, N_SBC * 2, seed=5)
-    figure(ranks, rows, out_path.with_suffix(".png"))
+    figure({head: ranks for head, (ranks, _) in sbc_heads.items()}, rows,
+           out_path.with_suffix(".png"))
 
     command = "python validation/simulation.py" + (" --train" if args.train else "")
     out = [f"# Calibration against exact answers (simulated population)\n",
            f"`{command}` ({model}; {time.perf_counter() - t0:.0f} s on 2 threads)\n",
            f"## 1. Simulation-based calibration ({N_SBC} fresh stars, photometry + parallax, "
            f"{N_RANK_DRAWS} draws each)\n",
-           "| quantity | KS p-value of the ranks | bar p > 0.01 |", "|---|---|---|"]
-    out += [f"| {n} | {pv:.3g} | {'yes' if pv > 0.01 else '**no**'} |"
-            for n, pv in pvalues.items()]
+           "The mixture head's answers are the recalibrated 1-D PDFs; the flow's are joint "
+           "draws of (teff, logg, fe_h), ranked per parameter.\n",
+           "| head | quantity | KS p-value of the ranks | bar p > 0.01 |", "|---|---|---|---|"]
+    out += [f"| {head} | {n} | {pv:.3g} | {'yes' if pv > 0.01 else '**no**'} |"
+            for head, (_, pvalues) in sbc_heads.items() for n, pv in pvalues.items()]
     out += [f"\n## 2. p(logg | evidence) against the exact conditional ({N_EXACT:,} "
             f"simulated stars, Teff observed +- {TEFF_ERR:g} K)\n",
             "| evidence | Teff (K) | exact dwarf weight | model dwarf weight | W1 (dex) | "
@@ -191,16 +196,20 @@ def main() -> None:
     print("\n".join(out))
 
 
-def figure(ranks: dict, rows: list, path: Path) -> None:
-    fig, axes = plt.subplots(2, max(len(ranks), len(TEFFS)), figsize=(3.2 * len(TEFFS), 6))
-    for ax, (name, r) in zip(axes[0], ranks.items()):
-        bins = np.linspace(0, N_RANK_DRAWS + 1, 21)
-        ax.hist(r, bins, color="#1f5fa8")
-        expected = len(r) / 20
+def figure(ranks_by_head: dict[str, dict], rows: list, path: Path) -> None:
+    names = list(next(iter(ranks_by_head.values())))
+    fig, axes = plt.subplots(2, max(len(names), len(TEFFS)), figsize=(3.2 * len(TEFFS), 6))
+    bins = np.linspace(0, N_RANK_DRAWS + 1, 21)
+    for ax, name in zip(axes[0], names):
+        for (head, ranks), colour in zip(ranks_by_head.items(), ("#1f5fa8", "#d95f02")):
+            ax.hist(ranks[name], bins, histtype="step", lw=1.5, color=colour, label=head)
+        expected = N_SBC / 20
         ax.axhspan(expected - 2.58 * np.sqrt(expected), expected + 2.58 * np.sqrt(expected),
-                   color="0.85", zorder=0)
+                   color="0.85", zorder=0, label="99% band")
         ax.set_title(f"SBC ranks: {axis_label(name)}", fontsize=9)
-    for ax in axes[0, len(ranks):]:
+        ax.set_xlabel(f"rank among {N_RANK_DRAWS} draws")
+    axes[0, 0].legend(fontsize=8, frameon=False)
+    for ax in axes[0, len(names):]:
         ax.axis("off")
     for ax, (label, t, r) in zip(axes[1], [row for row in rows if row[0] == "Teff only"]):
         bins = np.linspace(-0.5, 5.5, 61)
