@@ -57,3 +57,13 @@ def test_shipped_recalibration_widens_overconfident_teff_only_answers(shipped):
     flow = {c: shipped.posterior(few, ["logg", "fe_h"], calibrated=c).sample(10, seed=0)
             for c in (False, True)}
     assert np.array_equal(flow[False], flow[True])  # the joint flow is not recalibrated
+
+
+def test_shipped_simulated_model_loads_and_is_recalibrated():
+    """The simulated-population model behind validation/simulation.md."""
+    from probstar.query import shipped_model_path
+
+    sim = probstar.load_model(shipped_model_path().with_name("simulated"))
+    assert sim.recalibration.fitted
+    post = sim.posterior({"g": [12.0], "bp_rp": [1.5], "parallax": [1.0]}, "logg")
+    assert np.isfinite(post.median()).all() and post.std()[0, 0] > 0

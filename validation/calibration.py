@@ -210,10 +210,11 @@ def main() -> None:
         f" --model {args.model}" if args.model else "")
     bar = bar_table(results, stars, head)
     passed, total = sum("| yes |" in line for line in bar), len(bar) - 2
-    before = ""
+    before, raw = "", []
     if UNCALIBRATED in results["xp+colours"]:
         raw = bar_table(results, stars, UNCALIBRATED)
         before = f" Without the recalibration: {sum('| yes |' in line for line in raw)}."
+        raw = [f"\n## 1b. The same before recalibration ({UNCALIBRATED})\n", *raw]
     out = [f"# Calibration on real held-out stars\n\n`{command}` ({model}; {args.split} split, "
            f"{len(stars)} stars; {N_DRAWS} seeded draws per star and head; deterministic "
            "on CPU)\n",
@@ -229,6 +230,7 @@ def main() -> None:
            "question (Teff only, photometry only) not even the exact posterior passes them: "
            "the minority's truths fall outside the central intervals of a two-peaked answer "
            "(shown with exact answers in validation/simulation.md, section 3).",
+           *raw,
            f"\n![PIT histograms]({figures['pit'].name})\n",
            f"![Coverage curves]({figures['coverage'].name})\n",
            "## 2. Heads side by side (XP + colours)\n",
