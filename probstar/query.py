@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
 from .data.observations import Observations
 from .evaluate import INPUT_SETS, predicted_medians, robust_scatter
 from .model.heads import MARGINAL_HEADS
@@ -36,8 +36,15 @@ def shipped_model_path() -> Path:
 
 
 def load_model(path: str | Path | None = None) -> "Model":
-    """A trained model from a folder (``model.safetensors`` + ``config.json``); default: shipped."""
-    return Model(*load_checkpoint(shipped_model_path() if path is None else path))
+    """A trained model from a folder (``model.safetensors`` + ``config.json``); default:
+    shipped."""
+    folder = shipped_model_path() if path is None else Path(path)
+    try:
+        return Model(*load_checkpoint(folder))
+    except ValueError as exc:  # a bad recalibration entry: name the file
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"{folder / 'config.json'}: {exc}") from None
 
 
 def as_observations(data: Any) -> Observations:

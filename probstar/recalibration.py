@@ -3,7 +3,7 @@
 A network trained by maximum likelihood can still be over- or under-confident, and not
 by the same amount everywhere: on the real data, answers from a spectrum are nearly
 calibrated while Teff-only answers are too narrow (the network partly recognises
-training stars by their exact Teff), and giants differ from dwarfs. The correction is
+training stars by their exact Teff). The correction is
 quantile recalibration (Kuleshov, Fenner & Ermon 2018): if ``u = F(y)``, the PIT
 values of held-out labels under the predicted CDF ``F``, are not uniform, the
 recalibrated CDF is ``R(F(y))`` with ``R`` the empirical CDF of those PIT values, so
@@ -23,9 +23,8 @@ the flow's joint answers are not recalibrated (a CDF map is one-dimensional).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -194,14 +193,21 @@ class Recalibration:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recalibration":
+        """The maps stored by :meth:`to_dict`; a clear ValueError for anything else."""
         out = cls.identity()
+        if not isinstance(d, dict) or not isinstance(d.get("maps", {}), dict) or not all(
+                isinstance(v, dict) for v in d.get("maps", {}).values()):
+            raise ValueError("recalibration: expected {'maps': {kind: {name: centres}}}")
         if d.get("maps") and d.get("bandwidth") != BANDWIDTH:
             raise ValueError(f"recalibration: bandwidth {d.get('bandwidth')} != {BANDWIDTH}")
         for kind, by_name in d.get("maps", {}).items():
             for name, centers in by_name.items():
                 if kind not in KINDS or name not in SCALAR_NAMES:
                     raise ValueError(f"recalibration: unknown entry {kind}/{name}")
-                c = np.asarray(centers, float)
+                try:
+                    c = np.asarray(centers, float)
+                except (TypeError, ValueError):
+                    c = np.array([])
                 if c.shape != (N_CENTERS,) or not np.isfinite(c).all():
                     raise ValueError(f"recalibration: the map {kind}/{name} needs "
                                      f"{N_CENTERS} finite centres")

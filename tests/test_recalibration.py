@@ -89,3 +89,20 @@ def test_context_kind():
     values[1, index_of("bp_rp")] = 1.0
     values[2, index_of("teff")] = 4000.0
     assert context_kind(values).tolist() == [0, 1, 2, 2]  # nothing observed: parameters
+
+
+def test_a_corrupt_recalibration_names_the_file(tmp_path):
+    import shutil
+
+    from probstar.checkpoint import CheckpointError, update_config
+    from probstar.query import load_model, shipped_model_path
+
+    folder = tmp_path / "model"
+    shutil.copytree(shipped_model_path(), folder)
+    update_config(folder, recalibration={"maps": {"spectrum": {"teff": "not numbers"}},
+                                         "bandwidth": BANDWIDTH})
+    with pytest.raises(CheckpointError, match="config.json.*spectrum/teff"):
+        load_model(folder)
+    update_config(folder, recalibration={"maps": [1, 2]})
+    with pytest.raises(CheckpointError, match="recalibration: expected"):
+        load_model(folder)
