@@ -29,7 +29,9 @@ validation stars like the real model on its validation split) and checked three 
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -55,17 +57,24 @@ OBSERVED = ("g", "bp", "rp", "j", "h", "k", "bp_rp", "j_h", "j_k", "parallax")
 TEFFS = (3700.0, 4000.0, 4300.0, 4700.0, 5200.0)
 TEFF_ERR, GIANT_LOGG = 30.0, 3.5
 N_TRAIN, N_SBC, N_RANK_DRAWS, N_EXACT = 500_000, 1000, 999, 1_000_000
+STAGE_LRS = (1e-3, 3e-4)  # peak learning rate of each training stage
 
 
 def train_model(out: Path, seed: int = 0) -> None:
-    """Train the simulated-population model (the ``sim`` preset) into ``out``."""
-    train_obs, _ = simulate(N_TRAIN, seed=seed)
+    """Train the simulated-population model into ``out``: the ``sim`` preset, then the
+    same again at a lower peak learning rate from its weights, each stage on a fresh
+    population (N_TRAIN stars), then the recalibration."""
     val_obs, _ = simulate(5000, seed=seed + 1)
-    run = out.with_name(out.name + "_run")
-    train(PRESETS["sim"], train_obs, val_obs, run, data_hash=data_hash(train_obs))
+    start = ""
+    for stage, lr in enumerate(STAGE_LRS, 1):
+        train_obs, _ = simulate(N_TRAIN, seed=seed + 10 * (stage - 1))
+        run = out.with_name(f"{out.name}_run{stage}")
+        cfg = replace(PRESETS["sim"], lr=lr, init_from=start, seed=seed + stage - 1)
+        train(cfg, train_obs, val_obs, run, data_hash=data_hash(train_obs))
+        start = str(run / "best")
     out.mkdir(parents=True, exist_ok=True)
     for f in ("model.safetensors", "config.json"):
-        (run / "best" / f).replace(out / f)
+        shutil.copy(Path(start) / f, out / f)
     recalibrate(out, val_obs)
 
 
