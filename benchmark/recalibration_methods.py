@@ -37,8 +37,8 @@ from probstar.calibration import LEVELS, coverage, coverage_check
 from probstar.data import load_split
 from probstar.evaluate import INPUT_SETS
 from probstar.query import load_model
-from probstar.recalibration import kernel_centers, mixture_pit
-from probstar.vocab import index_of
+from probstar.recalibration import kernel_centers, mixture_arrays, mixture_pit, \
+    normalised_label
 
 OUT = Path(__file__).resolve().parent / "results" / "recalibration_methods.md"
 INPUTS = {"xp+colours": ("spectrum", INPUT_SETS["xp+colours"]),
@@ -56,18 +56,10 @@ def answers(model, stars) -> dict[str, dict]:
     for label, (_, inputs) in INPUTS.items():
         targets = [t for t in TARGETS if t not in inputs]
         post = model.posterior(stars.only(inputs), targets, head="mixture", calibrated=False)
-        mix = post.marginals
-        d = {"mix": [t.detach().numpy() for t in (
-            mix.mixture_distribution.probs, mix.component_distribution.loc,
-            mix.component_distribution.scale)], "names": post.names,
+        d = {"mix": list(mixture_arrays(post)), "names": post.names,
              "logg_median": post.median()[:, post.names.index("logg")],
              "true_logg": stars.column("logg")}
-        for name in targets:
-            i = index_of(name)[0]
-            loc, scale = model.normalization.loc[i], model.normalization.scale[i]
-            err = stars.errors[:, i]
-            err = np.where(np.isfinite(err) & (err > 0), err, np.nanmedian(err))
-            d[name] = ((stars.column(name) - loc) / scale, err / scale)
+        d.update({name: normalised_label(model, stars, name) for name in targets})
         out[label] = d
     return out
 

@@ -26,8 +26,9 @@ from typing import Sequence
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["pit", "coverage", "binomial_band", "coverage_check", "crps", "log_score",
-           "sbc_ranks", "rank_uniformity", "reliability_diagram", "LEVELS", "CHECKED"]
+__all__ = ["pit", "label_errors", "coverage", "binomial_band", "coverage_check", "crps",
+           "log_score", "sbc_ranks", "rank_uniformity", "reliability_diagram", "LEVELS",
+           "CHECKED"]
 
 #: Central-interval levels of the coverage curves (5% to 99%).
 LEVELS = np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.7, 0.8, 0.9, 0.95, 0.99])
@@ -63,6 +64,14 @@ def pit(draws: np.ndarray, truth: np.ndarray, noise: np.ndarray | float | None =
         below, equal = (draws < truth).mean(0), (draws == truth).mean(0)
         out = below + equal * np.random.default_rng(seed).uniform(size=truth.shape)
     return np.where(np.isfinite(truth), out, np.nan)
+
+
+def label_errors(errors: np.ndarray) -> np.ndarray:
+    """Label errors ready for ``noise=``: where an error is missing or not positive, the
+    median of the positive ones (0 when there are none)."""
+    errors = np.asarray(errors)  # its own precision: float32 labels stay float32
+    ok = np.isfinite(errors) & (errors > 0)
+    return np.where(ok, errors, np.median(errors[ok]) if ok.any() else 0.0)
 
 
 def coverage(pit_values: np.ndarray, levels: Sequence[float] = LEVELS) -> np.ndarray:

@@ -193,11 +193,11 @@ def cmd_recalibrate(args) -> None:
     folder = Path(args.model) if args.model else shipped_model_path()
     model = load_model(folder)
     validation = load_split("validation")
-    fitted = recalibration.fit(model, validation)
+    fitted = recalibration.fit(model, validation).to_dict()
     print(f"CDF maps fitted on the validation split ({len(validation)} stars):")
-    for kind, by_name in fitted.to_dict()["maps"].items():
+    for kind, by_name in fitted["maps"].items():
         print(f"  {kind}: {', '.join(by_name)}")
-    update_config(folder, recalibration=fitted.to_dict())
+    update_config(folder, recalibration=fitted)
     print(f"written to {folder / 'config.json'}")
 
 

@@ -39,11 +39,10 @@ def load_model(path: str | Path | None = None) -> "Model":
     """A trained model from a folder (``model.safetensors`` + ``config.json``); default:
     shipped."""
     folder = shipped_model_path() if path is None else Path(path)
+    net, normalization, meta = load_checkpoint(folder)
     try:
-        return Model(*load_checkpoint(folder))
+        return Model(net, normalization, meta)
     except ValueError as exc:  # a bad recalibration entry: name the file
-        if isinstance(exc, CheckpointError):
-            raise
         raise CheckpointError(f"{folder / 'config.json'}: {exc}") from None
 
 

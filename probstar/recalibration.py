@@ -31,12 +31,14 @@ import torch
 from scipy import special
 from torch.distributions import Distribution, constraints
 
+from .calibration import label_errors
 from .data.observations import Observations
 from .evaluate import INPUT_SETS
 from .posterior import bisect_icdf
 from .vocab import LABEL_NAMES, SCALAR_NAMES, XP_NAMES, index_of
 
-__all__ = ["KINDS", "FIT_INPUTS", "Recalibration", "Recalibrated", "context_kind", "fit"]
+__all__ = ["KINDS", "FIT_INPUTS", "Recalibration", "Recalibrated", "context_kind", "fit",
+           "mixture_arrays", "mixture_pit", "normalised_label", "kernel_centers"]
 
 KINDS: tuple[str, ...] = ("spectrum", "photometry", "parameters")
 N_CENTERS = 100  # kernels per map: quantiles of the probit PIT values
@@ -81,6 +83,7 @@ class Recalibrated(Distribution):
         self.base, self.which, self.h = base, which, bandwidth
         self.fitted = torch.isfinite(centers).all(-1)  # the others: the identity
         self.centers = torch.where(self.fitted[:, None], centers, 0.0).double()
+        self._quantiles: torch.Tensor | None = None
         super().__init__(base.batch_shape, validate_args=False)
 
     def _kernels(self, z: torch.Tensor, which: torch.Tensor, pdf: bool) -> torch.Tensor:
@@ -141,8 +144,11 @@ class Recalibrated(Distribution):
             return self.icdf(torch.rand(self._extended_shape(sample_shape)))
 
     def _moment_draws(self) -> torch.Tensor:
-        levels = (torch.arange(self.N_MOMENT) + 0.5) / self.N_MOMENT
-        return self.icdf(levels.reshape(-1, *[1] * len(self.batch_shape)))
+        """Quantiles at N_MOMENT evenly spaced levels, computed once (mean and stddev)."""
+        if self._quantiles is None:
+            levels = (torch.arange(self.N_MOMENT) + 0.5) / self.N_MOMENT
+            self._quantiles = self.icdf(levels.reshape(-1, *[1] * len(self.batch_shape)))
+        return self._quantiles
 
     @property
     def mean(self) -> torch.Tensor:
@@ -234,11 +240,21 @@ def mixture_pit(weights: np.ndarray, means: np.ndarray, sds: np.ndarray, truth: 
     return (weights * special.ndtr((truth[..., None] - means) / sd)).sum(-1)
 
 
-def _label_noise(obs: Observations, name: str) -> np.ndarray:
-    """Each star's label error (the median error where none is given)."""
-    err = obs.errors[:, index_of(name)[0]]
-    ok = np.isfinite(err) & (err > 0)
-    return np.where(ok, err, np.nanmedian(err[ok]) if ok.any() else 0.0)
+def mixture_arrays(post) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights, means and widths (n_stars, n_names, n_components) of an uncalibrated
+    mixture posterior, in the model's normalised units."""
+    mix = post.marginals
+    return tuple(t.detach().cpu().numpy() for t in (
+        mix.mixture_distribution.probs, mix.component_distribution.loc,
+        mix.component_distribution.scale))
+
+
+def normalised_label(model, obs: Observations, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each star's label of ``name`` and its error (``label_errors``) in the model's
+    normalised units, ready for :func:`mixture_pit`."""
+    i = index_of(name)[0]
+    loc, scale = model.normalization.loc[i], model.normalization.scale[i]
+    return (obs.column(name) - loc) / scale, label_errors(obs.errors[:, i]) / scale
 
 
 def fit(model, obs: Observations, min_stars: int = 200) -> Recalibration:
@@ -255,16 +271,10 @@ def fit(model, obs: Observations, min_stars: int = 200) -> Recalibration:
             if not of_kind.any() or not targets:
                 continue
             post = model.posterior(shown, targets, head="mixture", calibrated=False)
-            mix = post.marginals  # normalised units, batch (n_stars, n_names)
-            w, mu, sd = (t.detach().numpy() for t in (
-                mix.mixture_distribution.probs, mix.component_distribution.loc,
-                mix.component_distribution.scale))
+            w, mu, sd = mixture_arrays(post)
             for j, name in enumerate(post.names):
-                i = index_of(name)[0]
-                loc, scale = model.normalization.loc[i], model.normalization.scale[i]
-                truth = (obs.column(name) - loc) / scale
-                u = mixture_pit(w[:, j], mu[:, j], sd[:, j], truth,
-                                _label_noise(obs, name) / scale)
+                truth, noise = normalised_label(model, obs, name)
+                u = mixture_pit(w[:, j], mu[:, j], sd[:, j], truth, noise)
                 pits.setdefault(name, []).append(u[np.isfinite(truth) & of_kind])
         for name, parts in pits.items():
             u = np.concatenate(parts)

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.observations import Observations
-from .vocab import COLOURS, VOCAB, index_of
+from .vocab import COLOURS, index_of, out_of_range
 
 __all__ = ["Population", "simulate", "evidence_weights", "isochrone_grid", "BANDS"]
 
@@ -171,7 +171,7 @@ def simulate(n: int, seed: int = 0, population: Population = Population(),
             star[name] = star.pop(col) + modulus + ratios[name] * star["av"]
         star = {k: v[star["h"] < population.h_limit] for k, v in star.items()}
         obs = _observe(star, rng, population)
-        ok = _in_range(obs)  # e.g. J - Ks > 6: no such star in the catalogue
+        ok = ~out_of_range(obs.values).any(1)  # e.g. J - Ks > 6: no such star observed
         parts.append((obs.select(ok), {k: v[ok] for k, v in star.items()}))
         have += int(ok.sum())
         if have >= n:
@@ -183,13 +183,6 @@ def simulate(n: int, seed: int = 0, population: Population = Population(),
                        np.concatenate([o.errors for o, _ in parts])[:n])
     truths = {k: np.concatenate([t[k] for _, t in parts])[:n] for k in parts[0][1]}
     return obs, truths
-
-
-def _in_range(obs: Observations) -> np.ndarray:
-    low = np.array([t.low for t in VOCAB])
-    high = np.array([t.high for t in VOCAB])
-    v = np.where(np.isfinite(obs.values), obs.values, low)
-    return np.all((v >= low) & (v <= high), axis=1)
 
 
 def _observe(t: dict[str, np.ndarray], rng: np.random.Generator,

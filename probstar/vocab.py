@@ -27,6 +27,7 @@ __all__ = [
     "SCALAR_NAMES",
     "LABEL_NAMES",
     "UnknownNameError",
+    "out_of_range",
     "resolve",
     "index_of",
     "Normalization",
@@ -102,8 +103,16 @@ LABEL_NAMES: tuple[str, ...] = ("teff", "logg", "fe_h", "alpha_m")
 #: Colours are differences of two magnitudes; readers derive them when absent.
 COLOURS: dict[str, tuple[str, str]] = {"bp_rp": ("bp", "rp"), "j_h": ("j", "h"), "j_k": ("j", "k")}
 
+_LOW = np.array([t.low for t in VOCAB])
+_HIGH = np.array([t.high for t in VOCAB])
 _INDEX = {name: i for i, name in enumerate(NAMES)}
 _ALIASES = {a.lower(): t.name for t in VOCAB for a in (t.name, *t.aliases)}
+
+
+def out_of_range(values: np.ndarray) -> np.ndarray:
+    """Mask of the values (n_stars, len(NAMES)) outside their name's valid range; a
+    missing value (NaN) is never out of range."""
+    return (values < _LOW) | (values > _HIGH)
 
 
 def resolve(name: str) -> str | None:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from probstar.calibration import CHECKED, LEVELS, binomial_band, coverage, coverage_check, \
-    crps, log_score, pit, reliability_diagram
+    crps, label_errors, log_score, pit, reliability_diagram
 from probstar.data import load_split
 from probstar.evaluate import INPUT_SETS, robust_scatter
 from probstar.plots import axis_label
@@ -63,8 +63,7 @@ def scored(model, stars, answer: tuple[str, bool], inputs: tuple[str, ...]) -> d
     out = {"seconds": seconds, "median": {}, "pit": {}, "crps": {}, "nll": {}}
     for j, name in enumerate(post.names):
         y = stars.column(name)
-        err = stars.errors[:, index_of(name)[0]]
-        err = np.where(np.isfinite(err) & (err > 0), err, np.nanmedian(err))
+        err = label_errors(stars.errors[:, index_of(name)[0]])
         out["median"][name] = np.median(draws[:, :, j], 0)
         out["pit"][name] = pit(draws[:, :, j], y, noise=err)
         out["crps"][name] = crps(draws[:, :, j], y)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..vocab import COLOURS, NAMES, VOCAB, index_of
+from ..vocab import COLOURS, NAMES, VOCAB, index_of, out_of_range
 
 __all__ = ["Observations", "InvalidValueError"]
 
@@ -88,15 +88,15 @@ class Observations:
             raise ValueError("the table holds no stars (0 rows)")
         if not np.isfinite(self.values).any():
             raise ValueError("no usable value: every quantity of every star is missing")
-        for i, token in enumerate(VOCAB):
-            v = self.values[:, i]
-            bad = np.flatnonzero((v < token.low) | (v > token.high))
-            if bad.size:
-                row = int(bad[0])
-                raise InvalidValueError(
-                    f"row {row}: {token.name} = {v[row]:g} {token.unit} is outside the valid "
-                    f"range [{token.low:g}, {token.high:g}] ({bad.size} such row(s)); "
-                    "check the column's units")
+        outside = out_of_range(self.values)
+        if outside.any():
+            i = int(np.flatnonzero(outside.any(0))[0])  # the first name out of range
+            token, bad = VOCAB[i], np.flatnonzero(outside[:, i])
+            row = int(bad[0])
+            raise InvalidValueError(
+                f"row {row}: {token.name} = {self.values[row, i]:g} {token.unit} is outside "
+                f"the valid range [{token.low:g}, {token.high:g}] ({bad.size} such row(s)); "
+                "check the column's units")
         return self
 
 
