@@ -89,11 +89,16 @@ def cmd_sample(args) -> None:
     write_samples(args.output, post, draws, obs.ids,
                   {"input": str(args.input), "model": str(args.model or "shipped"),
                    "seed": args.seed})
-    print(f"{len(obs)} stars x {args.samples} joint draws of {', '.join(post.names)} "
+    names = post.names if len(post.names) <= 6 else post.names[:2] + ["..."] + post.names[-1:]
+    print(f"{len(obs)} stars x {args.samples} joint draws of {', '.join(names)} "
           f"({'joint' if post.joint else 'independent'}) -> {args.output} "
           f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     if args.corner:
         from .model.network import N_SCALARS
+
+        if post.names[0].startswith("xp_"):
+            raise ValueError("--corner draws scalar quantities; plot spectra with "
+                             "probstar.plots.spectrum_plot")
         from .plots import condition_text, corner_plot
         from .vocab import SCALAR_NAMES
 
@@ -207,7 +212,8 @@ def cmd_info(args) -> None:
     model = load_model(args.model)
     print(model)
     print(f"parameters: {sum(p.numel() for p in model.net.parameters()):,}")
-    print("trained names:", ", ".join(model.trained_names))
+    print("trained names:", ", ".join(model.trained_names),
+          "+ the 343 XP pixels (spectrum head)" * ("spectrum" in model.heads))
     for key in ("epoch", "data_hash", "probstar_version"):
         print(f"{key}: {model.meta.get(key)}")
     print("recalibration:", model.recalibration.note or "none")

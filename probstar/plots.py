@@ -1,4 +1,5 @@
-"""Corner plots of an answer: the PDF of one star's query, with a reference overplotted.
+"""Plots of an answer: the corner plot of one star's scalar query (a reference
+overplotted) and the predicted XP spectrum with its bands against an observed one.
 
 The probstar PDF is drawn from joint samples with the ``corner`` package; for 1-D heads
 the exact marginal density is drawn over each diagonal histogram. A reference (e.g.
@@ -16,9 +17,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .posterior import Posterior
-from .vocab import NAMES, VOCAB
+from .vocab import NAMES, VOCAB, XP_NAMES, XP_WAVELENGTHS
 
-__all__ = ["axis_label", "condition_text", "corner_plot"]
+__all__ = ["axis_label", "condition_text", "corner_plot", "spectrum_plot"]
 
 SYMBOLS = {"teff": r"$T_\mathrm{eff}$", "logg": r"$\log g$", "fe_h": "[Fe/H]",
            "alpha_m": r"[$\alpha$/M]", "ak": r"$A_K$", "bp_rp": r"$G_\mathrm{BP}-G_\mathrm{RP}$",
@@ -108,3 +109,37 @@ def corner_plot(posterior: Posterior, star: int = 0, *, n: int = 5000, seed: int
     if title:
         fig.suptitle(title, fontsize=12, y=1.02 if d > 1 else 1.0)
     return fig
+
+
+def spectrum_plot(posterior: Posterior, star: int = 0, *, observed: np.ndarray | None = None,
+                  observed_err: np.ndarray | None = None, ax=None, title: str | None = None,
+                  label: str = "probstar"):
+    """The predicted XP spectrum of star ``star`` (mean, 68% and 95% bands of the
+    noise-free flux) against wavelength; ``observed`` (n_pixels,) with its errors is
+    overplotted. Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    if not 0 <= star < len(posterior):
+        raise IndexError(f"star {star} is out of range: the posterior holds "
+                         f"{len(posterior)} star(s)")
+    if not all(n in XP_NAMES for n in posterior.names):
+        raise ValueError("spectrum_plot needs a posterior over XP pixels (request 'xp')")
+    wave = XP_WAVELENGTHS[[XP_NAMES.index(n) for n in posterior.names]]
+    mean, std = posterior.mean()[star], posterior.std()[star]
+    if ax is None:
+        ax = plt.subplots(figsize=(7.5, 3.8))[1]
+    ax.fill_between(wave, mean - 2 * std, mean + 2 * std, color=PDF_COLOUR, alpha=0.15,
+                    lw=0, label=f"{label} 95%")
+    ax.fill_between(wave, mean - std, mean + std, color=PDF_COLOUR, alpha=0.35, lw=0,
+                    label=f"{label} 68%")
+    ax.plot(wave, mean, color=PDF_COLOUR, lw=1.2, label=f"{label} mean")
+    if observed is not None:
+        err = None if observed_err is None else np.asarray(observed_err)
+        ax.errorbar(wave, observed, yerr=err, fmt=".", ms=2.5, lw=0.6,
+                    color=REFERENCE_COLOUR, label="observed (1 sigma)", zorder=3)
+    ax.set_xlabel("wavelength [nm]")
+    ax.set_ylabel("flux / median flux")
+    ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax

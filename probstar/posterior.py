@@ -1,9 +1,11 @@
 """The public answer: a distribution over the requested quantities of each star.
 
 A :class:`Posterior` has batch shape ``(n_stars,)`` and event shape ``(n_names,)``, in
-physical units. It is either a product of exact 1-D marginals (Gaussian or mixture
-head: quantiles, moments and modes in closed form or by bisection) or a joint density
-(flow head: 1-D summaries from ``n_mc`` seeded draws, so they are reproducible).
+physical units. It is a product of exact 1-D marginals (Gaussian or mixture head:
+quantiles, moments and modes in closed form or by bisection), a joint density with
+exact 1-D marginals (the spectrum head's multivariate normal over pixels), or a joint
+density without (flow head: 1-D summaries from ``n_mc`` seeded draws, so they are
+reproducible).
 ``sample`` and ``log_prob`` are always those of the joint. Every summary (median,
 quantiles, modes, the table columns) derives from the distribution.
 """
@@ -26,16 +28,18 @@ class Posterior:
     """The distribution of ``names`` for each star of a batch (physical units).
 
     ``base`` has event shape (n_names,) in the model's normalised units (the value minus
-    ``loc``, divided by ``scale``); ``marginals``, when given, is the same distribution
-    as independent 1-D distributions of batch shape (n_stars, n_names).
+    ``loc``, divided by ``scale``); ``marginals``, when given, are its exact 1-D
+    marginals, batch shape (n_stars, n_names): the whole distribution when
+    ``joint=False``.
     """
 
     def __init__(self, base: Distribution, names: Sequence[str], loc: torch.Tensor,
                  scale: torch.Tensor, marginals: Distribution | None = None,
-                 n_mc: int = 1000) -> None:
+                 n_mc: int = 1000, joint: bool | None = None) -> None:
         self.names = list(names)
         self.loc, self.scale = loc, scale  # (n_names,)
         self.marginals = marginals
+        self._joint = marginals is None if joint is None else joint
         self.n_mc = n_mc
         self.dist = TransformedDistribution(base, AffineTransform(loc, scale, event_dim=1),
                                             validate_args=False)
@@ -45,12 +49,13 @@ class Posterior:
     def independent(cls, marginals: Distribution, names: Sequence[str], loc: torch.Tensor,
                     scale: torch.Tensor) -> "Posterior":
         """A product of 1-D distributions, batch shape (n_stars, n_names)."""
-        return cls(Independent(marginals, 1, validate_args=False), names, loc, scale, marginals)
+        return cls(Independent(marginals, 1, validate_args=False), names, loc, scale, marginals,
+                   joint=False)
 
     @property
     def joint(self) -> bool:
         """True when the names are modelled jointly (correlations kept)."""
-        return self.marginals is None
+        return self._joint
 
     def __len__(self) -> int:
         return self.dist.batch_shape[0]
@@ -104,7 +109,7 @@ class Posterior:
         """The q-quantile of each 1-D marginal, (n_stars, n_names)."""
         if not 0 < q < 1:
             raise ValueError(f"quantile level must be in (0, 1), got {q}")
-        if self.joint:
+        if self.marginals is None:
             return np.quantile(self._draws(), q, axis=0).astype(np.float32)
         m = self.marginals
         with torch.no_grad():
@@ -118,13 +123,13 @@ class Posterior:
         return self.quantile(0.5)
 
     def mean(self) -> np.ndarray:
-        if self.joint:
+        if self.marginals is None:
             return self._draws().mean(0)
         with torch.no_grad():
             return self._physical(self.marginals.mean)
 
     def std(self) -> np.ndarray:
-        if self.joint:
+        if self.marginals is None:
             return self._draws().std(0)
         with torch.no_grad():
             return (self.marginals.stddev * self.scale).cpu().numpy()
@@ -139,12 +144,12 @@ class Posterior:
     def pdf(self, name: str, x) -> np.ndarray:
         """Marginal density of ``name`` at ``x`` (n_stars, n_points) or (n_points,).
 
-        Exact for 1-D heads; for a joint posterior a Gaussian kernel density estimate of
-        its ``n_mc`` draws (Scott's bandwidth).
+        Exact where the marginals are known; for a flow posterior a Gaussian kernel
+        density estimate of its ``n_mc`` draws (Scott's bandwidth).
         """
         j = self._column(name)
         x = np.broadcast_to(np.asarray(x, np.float64), (len(self), np.shape(x)[-1]))
-        if self.joint:
+        if self.marginals is None:
             return np.concatenate([_kde(self._draws()[:, i:i + 64, j].T, x[i:i + 64])
                                    for i in range(0, len(self), 64)])  # bounded memory
         scale = float(self.scale[j])

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch.distributions import LowRankMultivariateNormal, Normal
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .data.observations import Observations
@@ -23,6 +24,7 @@ from .evaluate import INPUT_SETS, predicted_medians, robust_scatter
 from .model.heads import MARGINAL_HEADS
 from .model.network import N_SCALARS, ProbStarNet
 from .posterior import Posterior
+from .spectra import SPECTRUM_INPUTS, spectrum_nll
 from .recalibration import Recalibration, context_kind
 from .vocab import NAMES, Normalization, index_of
 
@@ -72,13 +74,20 @@ class Model:
 
     def __repr__(self) -> str:
         c = self.net.config
-        return (f"Model(heads={c.outputs}, dim={c.dim}, layers={c.encoder_layers}+"
+        return (f"Model(heads={self.heads}, dim={c.dim}, layers={c.encoder_layers}+"
                 f"{c.decoder_layers}, epoch={self.meta.get('epoch')})")
 
     def _request(self, request: Sequence[str] | str) -> list[int]:
         idx = index_of([request] if isinstance(request, str) else list(request))
+        pixels = [i for i in idx if i >= N_SCALARS]
+        if pixels and self.net.spectrum is None:
+            raise ValueError(f"this model cannot predict XP pixels ({NAMES[pixels[0]]}...): "
+                             "it has no spectrum head")
+        if pixels and len(pixels) != len(idx):
+            raise ValueError("ask for XP pixels and scalar quantities in separate questions: "
+                             "the spectrum head answers pixels only")
         for i in idx:
-            if NAMES[i] not in self.trained_names:
+            if i < N_SCALARS and NAMES[i] not in self.trained_names:
                 raise ValueError(f"this model cannot predict {NAMES[i]!r}: it was trained to "
                                  f"predict {', '.join(self.trained_names)}")
         if len(set(idx)) != len(idx):
@@ -97,7 +106,8 @@ class Model:
 
     @property
     def heads(self) -> tuple[str, ...]:
-        return self.net.config.outputs
+        spectrum = ("spectrum",) if self.net.spectrum is not None else ()
+        return tuple(self.net.config.outputs) + spectrum
 
     @property
     def default_head(self) -> str:
@@ -107,6 +117,13 @@ class Model:
         return "mixture" if "mixture" in marginal else marginal[0]
 
     def _head(self, head: str | None, names: list[str]) -> str:
+        if names[0].startswith("xp_"):  # _request: all pixels or none
+            if head not in (None, "spectrum"):
+                raise ValueError(f"XP pixels are answered by the spectrum head, not {head!r}")
+            return "spectrum"
+        if head == "spectrum":
+            raise ValueError("the spectrum head answers XP pixels only; request e.g. 'xp' "
+                             "or 'xp_600-1020'")
         if head is None:  # several names: their joint PDF where the flow models them
             joint = "flow" in self.heads and len(names) > 1 and \
                 set(names) <= set(self.net.config.joint_names)
@@ -126,7 +143,9 @@ class Model:
 
         ``head``: ``"flow"`` gives the joint PDF of the requested names (correlations
         kept), ``"mixture"`` / ``"gaussian"`` independent 1-D PDFs; by default several
-        names get the joint and one name the best 1-D head. Requested quantities present
+        names get the joint and one name the best 1-D head. XP pixels (``"xp"``,
+        ``"xp_600-1020"``...) are answered by the spectrum head: a joint normal over the
+        noise-free median-normalised flux of the requested pixels. Requested quantities present
         in ``data`` (e.g. the APOGEE labels of a library table) are not used as inputs,
         nor are the names in ``ignore``. ``calibrated``: apply the model's recalibration
         (``probstar.recalibration``) to 1-D mixture answers when it has one.
@@ -142,14 +161,24 @@ class Model:
         unused = query + (index_of(list(ignore)) if len(ignore) else [])
         v[:, unused] = torch.nan
         device = next(self.net.parameters()).device
-        q = torch.tensor(query, device=device)
-        with torch.inference_mode():
-            h = torch.cat([self.net(v[i:i + batch_size].to(device),
-                                    s[i:i + batch_size].to(device), q)
-                           for i in range(0, len(obs), batch_size)])
-        h = h.clone()  # a normal tensor: inference-mode ones refuse later autograd use
         loc = torch.as_tensor(self.normalization.loc[query], device=device)
         scale = torch.as_tensor(self.normalization.scale[query], device=device)
+        batches = [(v[i:i + batch_size].to(device), s[i:i + batch_size].to(device))
+                   for i in range(0, len(obs), batch_size)]
+        if head == "spectrum":
+            with torch.inference_mode():
+                parts = [self.net.spectrum_distribution(*b) for b in batches]
+            pixels = torch.tensor(query, device=device) - N_SCALARS
+            mvn = [torch.cat([getattr(p, k) for p in parts])[:, pixels].clone()
+                   for k in ("loc", "cov_factor", "cov_diag")]
+            var = mvn[2] + mvn[1].square().sum(-1)
+            return Posterior(LowRankMultivariateNormal(*mvn, validate_args=False), names,
+                             loc, scale, Normal(mvn[0], var.sqrt(), validate_args=False),
+                             joint=True)
+        q = torch.tensor(query, device=device)
+        with torch.inference_mode():
+            h = torch.cat([self.net(*b, q) for b in batches])
+        h = h.clone()  # a normal tensor: inference-mode ones refuse later autograd use
         dist = self.net.distribution(head, h)
         if calibrated and head == "mixture":
             dist = self.recalibration.apply(dist, context_kind(v), query)
@@ -164,6 +193,13 @@ class Model:
         The default head is the model's best 1-D head (exact quantiles).
         """
         return self.posterior(data, request, head or self.default_head, ignore).summary()
+
+    def spectrum_scores(self, obs: Observations,
+                        inputs: Sequence[str] = SPECTRUM_INPUTS) -> dict[str, float]:
+        """How well the spectrum head predicts the observed XP spectra of ``obs`` from
+        ``inputs`` alone: NLL per pixel (flux noise convolved; lower is better)."""
+        post = self.posterior(obs.only(inputs), "xp")
+        return {"xp_nll": float(np.nanmean(spectrum_nll(post, obs)))}
 
     def scores(self, obs: Observations, inputs: Sequence[str] = INPUT_SETS["xp+colours"],
                targets: Sequence[str] = ("teff", "logg", "fe_h")) -> dict[str, float]:

@@ -6,7 +6,8 @@ the queries are independent, so this is the paper's one-target objective evaluat
 for every target). The context recipe:
 
 - the spectrum is shown whole (``p_full_spectrum``), not at all (``p_no_spectrum``) or as
-  a random subset of 7-pixel chunks (the rest);
+  a random subset of 7-pixel chunks (the rest; with probability ``p_window`` one random
+  contiguous window of chunks instead, the inpainting question);
 - each scalar is kept with a per-star probability u ~ U(0, 1) (so very short contexts,
   a single token included, are common), and with probability ``p_hide_labels`` all of
   Teff, logg, [Fe/H], [alpha/M] are hidden (the main use: labels from observables);
@@ -24,7 +25,9 @@ for every target). The context recipe:
 The loss sums the heads' negative log-likelihoods of the noisy labels: each marginal
 head scores every hidden label (the label's variance convolved in); the flow head
 scores one random subset (1 to 4 names) of each star's hidden labels jointly, on the
-mixture head's PDFs of those names as its (fixed) base. AdamW,
+mixture head's PDFs of those names as its (fixed) base. A model with a spectrum head
+also scores every hidden observed pixel (``SpectrumHead.loss``, flux noise convolved
+in; a trunk frozen with ``train_only="spectrum"`` trains that head alone). AdamW,
 linear warm-up then cosine decay. ``init_from`` starts from the weights (those whose
 names and shapes match) and the normalisation of a trained model: fine-tuning. Every
 ``checkpoint_every`` epochs the run folder gets, each file written atomically: the model
@@ -51,6 +54,7 @@ from .checkpoint import CONFIG, load_checkpoint, load_train_state, read_checkpoi
 from .data.observations import Observations
 from .model.heads import MARGINAL_HEADS
 from .model.network import N_PIXELS, N_SCALARS, ModelConfig, ProbStarNet
+from .model.spectrum import SpectrumHead
 from .vocab import LABEL_NAMES, NAMES, Normalization, index_of
 
 __all__ = ["TrainConfig", "PRESETS", "train", "sample_context", "joint_subsets", "head_losses"]
@@ -75,6 +79,7 @@ class TrainConfig:
     warmup: float = 0.03  # fraction of steps with a linear warm-up
     p_full_spectrum: float = 0.5
     p_no_spectrum: float = 0.15
+    p_window: float = 0.0  # partial spectra shown as one contiguous window of chunks
     p_hide_labels: float = 0.5
     p_labels_only: float = 0.0
     labels_only_max: int = 0  # labels-only contexts show 1..this many parameters (0: each
@@ -93,8 +98,8 @@ class TrainConfig:
         for f in ("epochs", "batch_size", "checkpoint_every"):
             if getattr(self, f) < 1:
                 raise ValueError(f"TrainConfig.{f} must be >= 1, got {getattr(self, f)}")
-        for f in ("p_full_spectrum", "p_no_spectrum", "p_hide_labels", "p_labels_only",
-                  "warmup"):
+        for f in ("p_full_spectrum", "p_no_spectrum", "p_window", "p_hide_labels",
+                  "p_labels_only", "warmup"):
             if not 0 <= getattr(self, f) <= 1:
                 raise ValueError(f"TrainConfig.{f} must be a probability, got "
                                  f"{getattr(self, f)}")
@@ -149,6 +154,12 @@ def sample_context(values: torch.Tensor, sigmas: torch.Tensor, cfg: TrainConfig,
     keep_scalar[:, LABELS] &= ~hide
     mode = rand(b, 1)
     chunk_keep = rand(b, N_PIXELS // CHUNK) < rand(b, 1)
+    if cfg.p_window:  # (no extra draws otherwise: older recipes replay exactly)
+        n_chunks, chunk = N_PIXELS // CHUNK, torch.arange(N_PIXELS // CHUNK, device=dev)
+        length = 1 + (rand(b, 1) * (n_chunks - 1)).long()
+        start = (rand(b, 1) * (n_chunks - length + 1)).long()
+        window = (chunk >= start) & (chunk < start + length)
+        chunk_keep = torch.where(rand(b, 1) < cfg.p_window, window, chunk_keep)
     keep_pixel = torch.where(mode < cfg.p_full_spectrum, True,
                              torch.where(mode < cfg.p_full_spectrum + cfg.p_no_spectrum,
                                          False, chunk_keep.repeat_interleave(CHUNK, 1)))
@@ -214,20 +225,36 @@ def normalized_tensors(obs: Observations, norm: Normalization,
     return torch.as_tensor(v, device=device), torch.as_tensor(s, device=device)
 
 
-def forward_grouped(net: ProbStarNet, values: torch.Tensor, sigmas: torch.Tensor,
-                    query: torch.Tensor) -> torch.Tensor:
-    """``net(values, sigmas, query)``, contexts without a spectrum run as their own batch.
+def forward_grouped(fn, values: torch.Tensor, sigmas: torch.Tensor,
+                    *rows: torch.Tensor) -> torch.Tensor:
+    """``fn(values, sigmas, *rows)`` (a tensor per star), contexts without a spectrum run
+    as their own batch.
 
     The network drops tokens that no star of a batch has, so a batch of short contexts
     (a few labels) costs a fraction of one with spectra; the result is the same.
     """
     short = ~torch.isfinite(values[:, N_SCALARS:]).any(1)
     if short.all() or not short.any():
-        return net(values, sigmas, query)
-    h = values.new_empty(values.shape[0], len(query), net.config.dim)
-    for group in (short, ~short):
-        h[group] = net(values[group], sigmas[group], query)
-    return h
+        return fn(values, sigmas, *rows)
+    parts = [fn(values[g], sigmas[g], *(r[g] for r in rows)) for g in (short, ~short)]
+    out = parts[0].new_empty(values.shape[0], *parts[0].shape[1:])
+    out[short], out[~short] = parts
+    return out
+
+
+def spectrum_loss(net: ProbStarNet, context: torch.Tensor, context_sigmas: torch.Tensor,
+                  values: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood per hidden observed XP pixel (flux noise convolved)."""
+    flux = values[:, N_SCALARS:]
+    scored = torch.isfinite(flux) & ~torch.isfinite(context[:, N_SCALARS:])
+    noise_var = torch.nan_to_num(sigmas[:, N_SCALARS:]) ** 2
+
+    def nll(v, s, f, nv, m):
+        return SpectrumHead.loss(net.spectrum(*net.memory(v, s)), f, nv, m)
+
+    per_star = forward_grouped(nll, context, context_sigmas, torch.nan_to_num(flux),
+                               noise_var, scored)
+    return per_star.sum() / scored.sum().clamp(min=1)
 
 
 def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.Tensor,
@@ -253,6 +280,19 @@ def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.T
             dims += cols.numel()
         losses[name] = total / max(dims, 1)
     return losses
+
+
+def _quality(scores: dict[str, float], norm: Normalization, scalars: bool,
+             spectrum: bool) -> float:
+    """What picks the best checkpoint: the mean scaled scatter of the scalar scores
+    and/or the spectrum's validation NLL per pixel, whichever parts train."""
+    quality = 0.0
+    if scalars:
+        quality += float(np.mean([v / norm.scale[index_of(k)[0]] for k, v in scores.items()
+                                  if not k.startswith("xp_")]))
+    if spectrum:
+        quality += scores["xp_nll"]
+    return quality
 
 
 def _init_from(net: ProbStarNet, folder: str) -> Normalization:
@@ -312,6 +352,10 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
                          and (not only or name.startswith(only)))
     if not any(p.requires_grad for p in net.parameters()):
         raise ValueError(f"train_only={cfg.train_only!r} matches no parameter")
+    scalars_train = any(p.requires_grad for name, p in net.named_parameters()
+                        if not name.startswith("spectrum."))
+    spectrum_trains = net.spectrum is not None and \
+        any(p.requires_grad for p in net.spectrum.parameters())
 
     values, sigmas = normalized_tensors(train_obs, norm, device)
     trained = torch.isfinite(values[:, :N_SCALARS]).any(0).nonzero().flatten()
@@ -345,10 +389,15 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
                 group["lr"] = cfg.lr * _lr_factor(step, total, cfg.warmup)
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             context, context_sigmas = sample_context(values[idx], sigmas[idx], cfg, g)
-            h = forward_grouped(net, context, context_sigmas, trained)
-            y, var = targets_y[idx], targets_var[idx]
-            hidden = torch.isfinite(y) & ~torch.isfinite(context[:, trained])
-            losses = head_losses(net, h, torch.nan_to_num(y), var, hidden, joint, g)
+            losses = {}
+            if scalars_train:
+                h = forward_grouped(lambda v, s: net(v, s, trained), context, context_sigmas)
+                y, var = targets_y[idx], targets_var[idx]
+                hidden = torch.isfinite(y) & ~torch.isfinite(context[:, trained])
+                losses = head_losses(net, h, torch.nan_to_num(y), var, hidden, joint, g)
+            if spectrum_trains:
+                losses["spectrum"] = spectrum_loss(net, context, context_sigmas,
+                                                   values[idx], sigmas[idx])
             loss = sum(losses.values())
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -363,7 +412,10 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
         elapsed = time.perf_counter() - t0
         if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == end_epoch:
             net.eval()
-            scores = Model(net, norm, meta).scores(val_obs)
+            model = Model(net, norm, meta)
+            scores = model.scores(val_obs)
+            if net.spectrum is not None:
+                scores.update(model.spectrum_scores(val_obs))
             record = {"epoch": epoch + 1, "train_loss": loss.item(),
                       **{f"loss_{k}": v.item() for k, v in losses.items()},
                       "epoch_seconds": elapsed,
@@ -372,7 +424,7 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
                 f.write(json.dumps(record) + "\n")
             bar.set_postfix(epoch=epoch + 1, **{k: f"{v:.3g}" for k, v in scores.items()})
             save_checkpoint(run_dir, net, norm, epoch=epoch + 1, **meta)
-            quality = float(np.mean([scores[k] / norm.scale[index_of(k)[0]] for k in scores]))
+            quality = _quality(scores, norm, scalars_train, spectrum_trains)
             if quality < best:  # the best validation checkpoint is the one to ship
                 best = quality
                 save_checkpoint(run_dir / "best", net, norm, epoch=epoch + 1, **meta)

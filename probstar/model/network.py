@@ -15,6 +15,8 @@ cross-attends to the encoded set; queries never see each other, so the answer fo
 name does not depend on which other names are asked. Heads turn the decoder outputs
 into distributions: 1-D per name (Gaussian, Gaussian mixture) or joint over several
 names (a normalizing flow); all share the network, and a model can carry several.
+The spectrum head (``model/spectrum.py``) reads the encoded set with its own region
+queries and returns a distribution over the XP pixels.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..vocab import LABEL_NAMES, NAMES, SCALAR_NAMES, XP_NAMES
+from .blocks import CrossBlock, region_index
 from .heads import HEADS, make_head
+from .spectrum import SpectrumHead
 
 __all__ = ["ModelConfig", "ProbStarNet"]
 
@@ -52,6 +56,8 @@ class ModelConfig:
     outputs: tuple[str, ...] = ("gaussian", "mixture", "flow")  # heads (see heads.HEADS)
     components: int = 6  # Gaussians per mixture-head PDF
     joint_names: tuple[str, ...] = LABEL_NAMES  # what the flow head models jointly
+    spectrum_layers: int = 0  # decoder blocks of the spectrum head; 0 = no spectrum head
+    spectrum_rank: int = 8  # rank of the spectrum head's pixel covariance factor
 
     def __post_init__(self) -> None:
         for f in ("dim", "heads", "encoder_layers", "decoder_layers", "ff_mult",
@@ -73,6 +79,8 @@ class ModelConfig:
         if not needs <= set(self.outputs):
             raise ValueError(f"ModelConfig.outputs {self.outputs}: the flow head needs the "
                              f"{', '.join(sorted(needs))} head (its base distribution)")
+        if self.spectrum_layers < 0 or self.spectrum_rank < 1:
+            raise ValueError("ModelConfig.spectrum_layers must be >= 0 and spectrum_rank >= 1")
         if not set(self.joint_names) <= set(SCALAR_NAMES) or \
                 len(set(self.joint_names)) != len(self.joint_names):
             raise ValueError(f"ModelConfig.joint_names must be distinct scalar names, got "
@@ -123,12 +131,8 @@ class RegionEncoder(nn.Module):
 
     def __init__(self, n_regions: int, hidden: int, dim: int) -> None:
         super().__init__()
-        bounds = torch.linspace(0, N_PIXELS, n_regions + 1).round().long()
-        width = int((bounds[1:] - bounds[:-1]).max())
-        index = torch.full((n_regions, width), N_PIXELS, dtype=torch.long)  # pad -> extra col
-        for r in range(n_regions):
-            span = torch.arange(bounds[r], bounds[r + 1])
-            index[r, : span.numel()] = span
+        index = region_index(n_regions, N_PIXELS)  # (R, W), padded with N_PIXELS
+        width = index.shape[1]
         self.register_buffer("index", index, persistent=False)
         self.w1 = nn.Parameter(torch.randn(n_regions, 3 * width, hidden) / math.sqrt(3 * width))
         self.b1 = nn.Parameter(torch.zeros(n_regions, hidden))
@@ -143,22 +147,6 @@ class RegionEncoder(nn.Module):
         x = feats.flatten(2)  # B R 3W
         h = nn.functional.gelu(torch.einsum("brf,rfh->brh", x, self.w1) + self.b1)
         return self.w2(h) + self.region, present.any(-1)
-
-
-class CrossBlock(nn.Module):
-    """Pre-LN cross-attention block: queries read the encoded set, then a feed-forward."""
-
-    def __init__(self, dim: int, heads: int, hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.ln_q = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.ln_ff = nn.LayerNorm(dim)
-        self.ff = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
-
-    def forward(self, q: Tensor, memory: Tensor, absent: Tensor) -> Tensor:
-        q = q + self.attn(self.ln_q(q), memory, memory, key_padding_mask=absent,
-                          need_weights=False)[0]
-        return q + self.ff(self.ln_ff(q))
 
 
 class ProbStarNet(nn.Module):
@@ -181,6 +169,9 @@ class ProbStarNet(nn.Module):
                                      for _ in range(c.decoder_layers))
         self.ln_out = nn.LayerNorm(c.dim)
         self.outputs = nn.ModuleDict({name: make_head(name, c) for name in c.outputs})
+        self.spectrum = SpectrumHead(c.dim, c.heads, c.ff_mult * c.dim, c.xp_regions,
+                                     c.spectrum_layers, c.spectrum_rank, N_PIXELS,
+                                     c.dropout) if c.spectrum_layers else None
 
     def embed(self, values: Tensor, sigmas: Tensor) -> tuple[Tensor, Tensor]:
         """Normalised values / errors (B, V), NaN = absent -> tokens (B, T, dim), absent (B, T)."""
@@ -205,11 +196,23 @@ class ProbStarNet(nn.Module):
             q = block(q, memory, absent)
         return self.ln_out(q)
 
-    def forward(self, values: Tensor, sigmas: Tensor, query: Tensor) -> Tensor:
+    def memory(self, values: Tensor, sigmas: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalised values / errors (B, V) -> encoded set (B, T, dim), absent (B, T)."""
         tokens, absent = self.embed(values, sigmas)
         used = ~absent.all(0)  # tokens no star of the batch has: dropped (exact, and fast
         tokens, absent = tokens[:, used], absent[:, used]  # for short contexts)
-        return self.decode(self.encode(tokens, absent), absent, query)
+        return self.encode(tokens, absent), absent
+
+    def forward(self, values: Tensor, sigmas: Tensor, query: Tensor) -> Tensor:
+        """Features (B, Q, dim) of the requested scalar names ``query`` (Q,)."""
+        return self.decode(*self.memory(values, sigmas), query)
+
+    def spectrum_distribution(self, values: Tensor, sigmas: Tensor):
+        """PDF of the noise-free XP spectrum (batch (B,), event (343,), normalised)."""
+        if self.spectrum is None:
+            raise ValueError("this model has no spectrum head (ModelConfig.spectrum_layers "
+                             "= 0): it cannot predict XP pixels")
+        return self.spectrum(*self.memory(values, sigmas))
 
     def distribution(self, head: str, h: Tensor) -> Distribution:
         """Features (B, Q, dim) -> the PDF of the Q names (normalised units) by ``head``:

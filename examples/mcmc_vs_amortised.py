@@ -1,0 +1,80 @@
+"""One star, two routes to p(teff, logg, fe_h, ak | XP spectrum): MCMC with the model's
+generative direction as the likelihood (emcee and Pyro NUTS), and the direct answer.
+
+    python examples/mcmc_vs_amortised.py     # writes docs/mcmc_vs_amortised.png
+
+The likelihood is the spectrum head's answer given the parameters, convolved with the
+observed flux errors; the prior a box (``probstar.inverse.DEFAULT_PRIOR``). The direct
+(amortised) answer is one network pass. ``validation/inverse.py`` does this for 50
+stars.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import arviz as az
+import corner
+import numpy as np
+from matplotlib.lines import Line2D
+
+import probstar
+from probstar.data import load_split
+from probstar.inverse import PARAMETERS, SpectrumLikelihood, run_emcee, run_nuts
+from probstar.plots import axis_label
+from probstar.vocab import index_of
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+STAR = 3  # a test-split star
+
+
+def draws_of(idata: az.InferenceData) -> np.ndarray:
+    return np.stack([idata.posterior[p].values.ravel() for p in PARAMETERS], 1)
+
+
+def main() -> None:
+    model = probstar.load_model()
+    star = load_split("test").select([STAR])
+    xp = index_of("xp")
+    like = SpectrumLikelihood(model, star.values[0, xp], star.errors[0, xp])
+
+    t = time.perf_counter()
+    direct = model.posterior(star.only(["xp"]), list(PARAMETERS), head="mixture")
+    t_direct = time.perf_counter() - t
+    t = time.perf_counter()
+    emcee_run = run_emcee(like, seed=0)
+    t_emcee = time.perf_counter() - t
+    t = time.perf_counter()
+    nuts_run = run_nuts(like, n_samples=500, warmup=300, seed=0)
+    t_nuts = time.perf_counter() - t
+    for name, run in (("emcee", emcee_run), ("NUTS", nuts_run)):
+        print(name, az.summary(run, kind="diagnostics")[["r_hat", "ess_bulk"]].to_string(),
+              sep="\n")
+
+    order = [direct.names.index(p) for p in PARAMETERS]
+    amortised = direct.sample(20000, seed=0)[:, 0, order]
+    truth = star.values[0, index_of(list(PARAMETERS))]
+    sets = {"amortised (one network pass, %.2f s)" % t_direct: (amortised, "#1f5fa8"),
+            "emcee, generative likelihood (%.0f s)" % t_emcee: (draws_of(emcee_run),
+                                                                 "#e07b00"),
+            "NUTS, generative likelihood (%.0f s)" % t_nuts: (draws_of(nuts_run), "#2a9d3a")}
+    ranges = [tuple(np.percentile(np.concatenate([d[:, j] for d, _ in sets.values()]),
+                                  [0.5, 99.5])) for j in range(len(PARAMETERS))]
+    fig = None
+    for draws, colour in sets.values():
+        fig = corner.corner(draws, fig=fig, color=colour, range=ranges, bins=30,
+                            smooth=1.0, plot_datapoints=False, plot_density=False,
+                            levels=(0.393, 0.865), labels=[axis_label(p) for p in PARAMETERS],
+                            hist_kwargs={"density": True}, truths=truth, truth_color="black")
+    handles = [Line2D([], [], color=c, lw=2, label=k) for k, (_, c) in sets.items()]
+    handles.append(Line2D([], [], color="black", label="APOGEE values"))
+    fig.legend(handles=handles, loc="upper right", frameon=False, fontsize=10)
+    fig.suptitle(f"Test star {STAR}: p(Teff, logg, [Fe/H], A_K | XP spectrum)", y=1.01)
+    DOCS.mkdir(exist_ok=True)
+    fig.savefig(DOCS / "mcmc_vs_amortised.png", dpi=90, bbox_inches="tight")
+    print(f"wrote {DOCS / 'mcmc_vs_amortised.png'}")
+
+
+if __name__ == "__main__":
+    main()

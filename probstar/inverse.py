@@ -1,0 +1,158 @@
+"""Bayesian inverse problems: p(theta | observed XP spectrum), with the model's
+generative direction as the likelihood.
+
+``theta`` = (teff, logg, fe_h, ak) by default. The likelihood of an observed spectrum
+is the spectrum head's answer given theta (a low-rank normal over the noise-free
+pixels) convolved with the observed flux errors; the prior is a box of independent
+uniforms (:data:`DEFAULT_PRIOR`). Two samplers draw from the product: Pyro's NUTS (the
+likelihood is differentiable through the network) and ``emcee`` (vectorised over
+walkers). Both return ArviZ ``InferenceData``; ``arviz.summary`` gives R-hat and ESS.
+
+This is the slow, classical route: thousands of network passes per star. The direct
+answer, ``model.posterior(spectrum, ["teff", "logg", "fe_h", "ak"])``, needs one
+(``validation/inverse.py`` compares the two).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import arviz as az
+import numpy as np
+import torch
+from torch.distributions import LowRankMultivariateNormal
+
+from .query import Model
+from .vocab import NAMES, index_of
+
+__all__ = ["PARAMETERS", "DEFAULT_PRIOR", "SpectrumLikelihood", "run_emcee", "run_nuts"]
+
+PARAMETERS: tuple[str, ...] = ("teff", "logg", "fe_h", "ak")
+#: Uniform prior bounds (physical units) of each parameter.
+DEFAULT_PRIOR: dict[str, tuple[float, float]] = {
+    "teff": (3000.0, 8000.0), "logg": (-0.5, 5.5), "fe_h": (-2.5, 0.7), "ak": (-0.1, 1.5)}
+
+
+class SpectrumLikelihood:
+    """log p(observed spectrum | theta) for one star, batched over theta (..., d).
+
+    ``flux`` and ``flux_err`` are the star's 343 median-normalised XP pixels and their
+    errors (NaN = not observed, left out of the likelihood).
+    """
+
+    def __init__(self, model: Model, flux: np.ndarray, flux_err: np.ndarray,
+                 parameters: Sequence[str] = PARAMETERS) -> None:
+        if model.net.spectrum is None:
+            raise ValueError("this model has no spectrum head: it gives no likelihood for "
+                             "a spectrum")
+        self.model, self.parameters = model, tuple(parameters)
+        self.columns = index_of(list(self.parameters))
+        pixels = index_of("xp")
+        flux, flux_err = np.asarray(flux, np.float64), np.asarray(flux_err, np.float64)
+        if flux.shape != (len(pixels),) or flux_err.shape != flux.shape:
+            raise ValueError(f"flux and flux_err must hold the {len(pixels)} XP pixels, got "
+                             f"shapes {flux.shape} and {flux_err.shape}")
+        self.observed = np.isfinite(flux) & np.isfinite(flux_err) & (flux_err > 0)
+        if not self.observed.any():
+            raise ValueError("the spectrum has no pixel with a finite flux and error")
+        norm = model.normalization
+        loc, scale = norm.loc[pixels][self.observed], norm.scale[pixels][self.observed]
+        self.y = torch.as_tensor((flux[self.observed] - loc) / scale, dtype=torch.float32)
+        self.noise_var = torch.as_tensor((flux_err[self.observed] / scale) ** 2,
+                                         dtype=torch.float32)
+        self.log_jacobian = float(np.log(scale).sum())
+        self.keep = torch.as_tensor(self.observed)
+        self.theta_loc = torch.as_tensor(norm.loc[self.columns])
+        self.theta_scale = torch.as_tensor(norm.scale[self.columns])
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        """log-likelihood of the spectrum for each theta (..., d) -> (...)."""
+        shape = theta.shape[:-1]
+        theta = theta.reshape(-1, len(self.parameters)).float()
+        values = torch.full((theta.shape[0], len(NAMES)), torch.nan)
+        values = values.index_put((torch.arange(theta.shape[0])[:, None],
+                                   torch.tensor(self.columns)[None, :]),
+                                  (theta - self.theta_loc) / self.theta_scale)
+        pdf = self.model.net.spectrum_distribution(values, torch.full_like(values, torch.nan))
+        noisy = LowRankMultivariateNormal(pdf.loc[:, self.keep],
+                                          pdf.cov_factor[:, self.keep],
+                                          pdf.cov_diag[:, self.keep] + self.noise_var,
+                                          validate_args=False)
+        return (noisy.log_prob(self.y) - self.log_jacobian).reshape(shape)
+
+
+def _bounds(parameters: Sequence[str], prior: dict | None) -> np.ndarray:
+    prior = {**DEFAULT_PRIOR, **(prior or {})}
+    missing = [p for p in parameters if p not in prior]
+    if missing:
+        raise ValueError(f"no prior bounds for {missing}; pass prior={{name: (low, high)}}")
+    return np.array([prior[p] for p in parameters], np.float64)
+
+
+def run_emcee(likelihood: SpectrumLikelihood, prior: dict | None = None,
+              n_walkers: int = 32, n_steps: int = 1300, burn: int = 300,
+              seed: int = 0, progress: bool = False) -> az.InferenceData:
+    """Affine-invariant ensemble sampling (emcee) of likelihood x box prior; the first
+    ``burn`` steps are dropped, each walker is one ArviZ chain."""
+    import emcee
+
+    bounds = _bounds(likelihood.parameters, prior)
+    rng = np.random.default_rng(seed)
+
+    def log_prob(theta: np.ndarray) -> np.ndarray:
+        inside = ((theta > bounds[:, 0]) & (theta < bounds[:, 1])).all(1)
+        out = np.full(theta.shape[0], -np.inf)
+        if inside.any():
+            with torch.no_grad():
+                out[inside] = likelihood(torch.as_tensor(theta[inside])).double().numpy()
+        return out
+
+    start = _start(likelihood, bounds, n_walkers, rng)
+    sampler = emcee.EnsembleSampler(n_walkers, len(bounds), log_prob, vectorize=True,
+                                    seed=rng.integers(2 ** 31))
+    sampler.run_mcmc(start, n_steps, progress=progress)
+    return az.from_emcee(sampler, var_names=list(likelihood.parameters)) \
+        .sel(draw=slice(burn, None))
+
+
+def _start(likelihood: SpectrumLikelihood, bounds: np.ndarray, n: int,
+           rng: np.random.Generator) -> np.ndarray:
+    """``n`` starting points near the best of 2,000 prior draws (one network pass)."""
+    draws = rng.uniform(bounds[:, 0], bounds[:, 1], (2000, len(bounds)))
+    with torch.no_grad():
+        best = draws[int(likelihood(torch.as_tensor(draws)).argmax())]
+    width = 0.01 * (bounds[:, 1] - bounds[:, 0])
+    return np.clip(best + width * rng.standard_normal((n, len(bounds))),
+                   bounds[:, 0] + 1e-6, bounds[:, 1] - 1e-6)
+
+
+def run_nuts(likelihood: SpectrumLikelihood, prior: dict | None = None,
+             n_samples: int = 1000, warmup: int = 500, chains: int = 2, seed: int = 0,
+             progress: bool = False) -> az.InferenceData:
+    """Pyro NUTS of likelihood x box prior; ``chains`` independent chains, run one
+    after the other from the same starting region, each seeded."""
+    import pyro
+    import pyro.distributions as dist
+    from pyro.infer import MCMC, NUTS
+
+    bounds = torch.as_tensor(_bounds(likelihood.parameters, prior), dtype=torch.float32)
+    names = likelihood.parameters
+
+    def model():
+        theta = torch.stack([pyro.sample(n, dist.Uniform(lo, hi))
+                             for n, (lo, hi) in zip(names, bounds)])
+        pyro.factor("spectrum", likelihood(theta))
+
+    rng = np.random.default_rng(seed)
+    start = _start(likelihood, bounds.double().numpy(), chains, rng)
+    draws = {n: [] for n in names}
+    for c in range(chains):
+        pyro.set_rng_seed(seed + c)
+        init = {n: torch.tensor(float(v)) for n, v in zip(names, start[c])}
+        kernel = NUTS(model, init_strategy=pyro.infer.autoguide.init_to_value(values=init))
+        mcmc = MCMC(kernel, num_samples=n_samples, warmup_steps=warmup,
+                    disable_progbar=not progress)
+        mcmc.run()
+        for n, v in mcmc.get_samples().items():
+            draws[n].append(v.numpy())
+    return az.from_dict(posterior={n: np.stack(v) for n, v in draws.items()})

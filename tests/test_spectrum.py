@@ -1,0 +1,123 @@
+"""The spectrum head: its loss, training it alone, spectrum requests, samples on disk,
+the inverse-problem likelihood."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import LowRankMultivariateNormal, Normal
+
+from probstar.checkpoint import load_checkpoint
+from probstar.inverse import SpectrumLikelihood
+from probstar.model.network import N_PIXELS, N_SCALARS
+from probstar.model.spectrum import SpectrumHead
+from probstar.query import load_model
+from probstar.samples import read_samples, write_samples
+from probstar.spectra import pixel_z, spectrum_nll
+from probstar.train import CHUNK, PRESETS, sample_context, train
+from probstar.vocab import SCALAR_NAMES, XP_WAVELENGTHS, index_of
+
+
+def test_loss_is_the_joint_plus_the_pixel_likelihoods_of_the_scored_pixels():
+    g = torch.Generator().manual_seed(0)
+    b, p, r = 3, 20, 2
+    pdf = LowRankMultivariateNormal(torch.randn(b, p, generator=g),
+                                    torch.randn(b, p, r, generator=g),
+                                    torch.rand(b, p, generator=g) + 0.1)
+    flux, noise = torch.randn(b, p, generator=g), torch.rand(b, p, generator=g) * 0.1
+    scored = torch.rand(b, p, generator=g) < 0.5
+    scored[2] = False  # a star with nothing hidden scores 0
+    nll = SpectrumHead.loss(pdf, flux, noise, scored)
+    for i in range(2):
+        m = scored[i]
+        direct = LowRankMultivariateNormal(pdf.loc[i, m], pdf.cov_factor[i, m],
+                                           pdf.cov_diag[i, m] + noise[i, m])
+        pixels = Normal(direct.loc, direct.variance.sqrt()).log_prob(flux[i, m]).sum()
+        torch.testing.assert_close(nll[i], -direct.log_prob(flux[i, m]) - pixels,
+                                   rtol=1e-4, atol=1e-4)
+    assert nll[2] == 0
+
+
+def test_window_contexts_show_one_contiguous_run_of_chunks():
+    cfg = replace(PRESETS["smoke"], p_full_spectrum=0.0, p_no_spectrum=0.0, p_window=1.0)
+    v = torch.randn(500, N_SCALARS + N_PIXELS)
+    shown, _ = sample_context(v, torch.rand_like(v), cfg, torch.Generator().manual_seed(1))
+    chunks = torch.isfinite(shown[:, N_SCALARS:]).view(500, -1, CHUNK)
+    assert (chunks.all(-1) == chunks.any(-1)).all()  # whole chunks
+    runs = (chunks[:, :, 0].int().diff(dim=1) == 1).sum(1) + chunks[:, 0, 0].int()
+    assert (runs == 1).all()  # exactly one window per star
+    assert chunks[:, :, 0].sum(1).unique().numel() > 10  # of varied lengths
+
+
+@pytest.fixture(scope="module")
+def spectrum_run(tiny_run, train_stars, test_stars, tmp_path_factory):
+    """The tiny model with a spectrum head trained alone for 2 epochs."""
+    cfg = replace(PRESETS["smoke"], epochs=2, batch_size=128, init_from=str(tiny_run),
+                  train_only="spectrum", p_full_spectrum=0.0, p_window=0.5,
+                  model=replace(PRESETS["smoke"].model, spectrum_layers=1, spectrum_rank=3))
+    return train(cfg, train_stars, test_stars.select(slice(0, 50)),
+                 tmp_path_factory.mktemp("spectrum"), progress=False)
+
+
+def test_training_the_spectrum_head_leaves_every_other_weight(tiny_run, spectrum_run):
+    before = load_checkpoint(tiny_run)[0].state_dict()
+    after = load_checkpoint(spectrum_run)[0].state_dict()
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert any(n.startswith("spectrum.") for n in after)
+
+
+def test_spectrum_request_is_a_joint_normal_with_exact_marginals(spectrum_run, test_stars):
+    model = load_model(spectrum_run)
+    stars = test_stars.select(slice(0, 4))
+    post = model.posterior(stars, "xp_600-1020")  # the given pixels there are not used
+    assert post.joint and len(post.names) == 211 and post.names[0] == "xp_600"
+    same = model.posterior(stars.only(["xp_336-598", *SCALAR_NAMES]), "xp_600-1020")
+    np.testing.assert_allclose(post.mean(), same.mean(), rtol=1e-5)
+    draws = post.sample(4000, seed=0)
+    assert draws.shape == (4000, 4, 211)
+    np.testing.assert_allclose(draws.std(0), post.std(), rtol=0.1)
+    np.testing.assert_allclose(np.median(draws, 0), post.median(), atol=4 * post.std().max()
+                               / np.sqrt(4000) * 1.3)
+    z = pixel_z(post, stars)
+    assert z.shape == (4, 211) and np.isfinite(z).all()
+    assert np.isfinite(spectrum_nll(post, stars)).all()
+
+
+def test_spectrum_requests_refused_where_they_make_no_sense(tiny_run, spectrum_run,
+                                                            test_stars):
+    with pytest.raises(ValueError, match="separate questions"):
+        load_model(spectrum_run).posterior(test_stars, ["teff", "xp_500"])
+    with pytest.raises(ValueError, match="not 'flow'"):
+        load_model(spectrum_run).posterior(test_stars, "xp", head="flow")
+    with pytest.raises(ValueError, match="no spectrum head"):
+        load_model(tiny_run).posterior(test_stars, "xp")
+    with pytest.raises(ValueError, match="holds no XP pixel"):
+        load_model(spectrum_run).posterior(test_stars, "xp_1100-1200")
+
+
+def test_spectrum_samples_on_disk_have_a_pixel_axis(spectrum_run, test_stars, tmp_path):
+    post = load_model(spectrum_run).posterior(test_stars.select(slice(0, 3)), "xp_900-1020")
+    draws = post.sample(5, seed=1)
+    out = read_samples(write_samples(tmp_path / "s.h5", post, draws))
+    assert out["xp"].shape == (3, 5, 61)
+    np.testing.assert_array_equal(out["xp_wavelength"], XP_WAVELENGTHS[-61:])
+    np.testing.assert_array_equal(out["xp"][1, 2], draws[2, 1])
+
+
+def test_inverse_likelihood_agrees_with_the_spectrum_answer(spectrum_run, test_stars):
+    """log p(spectrum | theta) of the inverse problem = the spectrum answer's NLL."""
+    model = load_model(spectrum_run)
+    star = test_stars.select(slice(0, 1))
+    xp = index_of("xp")
+    like = SpectrumLikelihood(model, star.values[0, xp], star.errors[0, xp])
+    theta = torch.tensor([[4800.0, 2.5, -0.2, 0.05]], requires_grad=True)
+    lp = like(theta)
+    lp.sum().backward()
+    assert theta.grad is not None and torch.isfinite(theta.grad).all()
+    given = {n: [v] for n, v in zip(like.parameters, theta[0].tolist())}
+    post = model.posterior(given, "xp")
+    nll = spectrum_nll(post, star)[0] * len(xp)
+    np.testing.assert_allclose(-lp.item(), nll, rtol=1e-4)
+    with pytest.raises(ValueError, match="343 XP pixels"):
+        SpectrumLikelihood(model, star.values[0, xp][:10], star.errors[0, xp][:10])

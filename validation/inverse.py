@@ -1,0 +1,153 @@
+"""MCMC posteriors with the generative direction as likelihood, against the direct
+(amortised) answer, for test-split stars.
+
+    python validation/inverse.py             # writes validation/inverse.md and .png
+    python validation/inverse.py --stars 5 --nuts 1   # a quick look
+
+For each of the first ``--stars`` test stars with APOGEE teff, logg, fe_h and ak:
+
+- *MCMC*: p(teff, logg, fe_h, ak | XP spectrum) proportional to the spectrum head's
+  likelihood of the observed spectrum (flux errors convolved) times a box prior
+  (``probstar.inverse.DEFAULT_PRIOR``), sampled with ``emcee`` (32 walkers, 1,300 steps,
+  the first 300 dropped) for every star, and with Pyro NUTS (2 chains x 1,000 draws
+  after 500 warm-up) for the first ``--nuts`` stars;
+- *amortised*: ``model.posterior(spectrum, [teff, logg, fe_h, ak])``, the mixture head
+  (recalibrated), one network pass.
+
+Agreement bar: the two medians differ by less than the two standard deviations added
+in quadrature, for at least 90% of (star, parameter) pairs; the MCMC must have R-hat <
+1.01 and bulk ESS > 400 per parameter. Times are wall seconds per star on this machine.
+The two answers have different priors (a box against the training population), so
+they are not expected to be identical; where the data constrain a parameter the prior
+matters little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import arviz as az
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from probstar.data import load_split
+from probstar.inverse import PARAMETERS, SpectrumLikelihood, run_emcee, run_nuts
+from probstar.plots import axis_label
+from probstar.query import load_model
+from probstar.vocab import index_of
+
+HERE = Path(__file__).resolve().parent
+
+
+def summarise(idata: az.InferenceData) -> dict[str, np.ndarray]:
+    """Median, std, R-hat and bulk ESS per parameter."""
+    s = az.summary(idata, var_names=list(PARAMETERS), kind="diagnostics")
+    post = idata.posterior
+    return {"median": np.array([float(post[p].median()) for p in PARAMETERS]),
+            "std": np.array([float(post[p].std()) for p in PARAMETERS]),
+            "r_hat": s["r_hat"].to_numpy(), "ess": s["ess_bulk"].to_numpy()}
+
+
+def agreement(a: dict, b: dict) -> np.ndarray:
+    """|median difference| / combined standard deviation, per parameter."""
+    return np.abs(a["median"] - b["median"]) / np.hypot(a["std"], b["std"])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stars", type=int, default=50)
+    p.add_argument("--nuts", type=int, default=5, help="stars also sampled with NUTS")
+    p.add_argument("--model", default=None)
+    p.add_argument("--output", default=str(HERE / "inverse.md"))
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    model = load_model(args.model)
+    test = load_split("test")
+    complete = np.isfinite(test.values[:, index_of(list(PARAMETERS))]).all(1) & \
+        np.isfinite(test.values[:, index_of("xp")]).all(1)
+    stars = test.select(np.flatnonzero(complete)[:args.stars])
+    xp = index_of("xp")
+
+    t0 = time.perf_counter()
+    direct = model.posterior(stars.only(["xp"]), list(PARAMETERS), head="mixture")
+    names = direct.names
+    order = [names.index(q) for q in PARAMETERS]
+    amortised = {"median": direct.median()[:, order], "std": direct.std()[:, order]}
+    t_amortised = (time.perf_counter() - t0) / len(stars)
+
+    rows, t_emcee, t_nuts, nuts_rows = [], [], [], []
+    for i in tqdm(range(len(stars)), desc="MCMC", unit="star"):
+        like = SpectrumLikelihood(model, stars.values[i, xp], stars.errors[i, xp])
+        t = time.perf_counter()
+        rows.append(summarise(run_emcee(like, seed=i)))
+        t_emcee.append(time.perf_counter() - t)
+        if i < args.nuts:
+            t = time.perf_counter()
+            nuts_rows.append(summarise(run_nuts(like, seed=i)))
+            t_nuts.append(time.perf_counter() - t)
+    emcee_ = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    ratio = agreement(emcee_, {k: v for k, v in amortised.items()})
+    truth = stars.values[:, index_of(list(PARAMETERS))]
+
+    lines = ["# MCMC with the generative likelihood against the amortised answer",
+             "", f"`python validation/inverse.py --stars {args.stars} --nuts {args.nuts}` "
+             f"(model: {args.model or 'shipped'}; {len(stars)} test stars, XP spectrum "
+             "only). Bar: medians within the combined standard deviation for >= 90% of "
+             "(star, parameter) pairs; MCMC R-hat < 1.01, bulk ESS > 400.", "",
+             "| parameter | emcee vs amortised: agree | median abs(diff)/combined sd | "
+             "max R-hat | min ESS | emcee median sd | amortised median sd | "
+             "emcee: robust scatter vs APOGEE | amortised: robust scatter vs APOGEE |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    from probstar.evaluate import robust_scatter
+    for j, name in enumerate(PARAMETERS):
+        lines.append(
+            f"| {name} | {np.mean(ratio[:, j] < 1):.2f} | {np.median(ratio[:, j]):.2f} | "
+            f"{emcee_['r_hat'][:, j].max():.3f} | {emcee_['ess'][:, j].min():.0f} | "
+            f"{np.median(emcee_['std'][:, j]):.3g} | {np.median(amortised['std'][:, j]):.3g} "
+            f"| {robust_scatter(truth[:, j], emcee_['median'][:, j]):.3g} | "
+            f"{robust_scatter(truth[:, j], amortised['median'][:, j]):.3g} |")
+    converged = (emcee_["r_hat"] < 1.01).all(1) & (emcee_["ess"] > 400).all(1)
+    lines += ["", f"- All pairs: {np.mean(ratio < 1):.3f} agree (bar 0.90). Stars whose "
+              f"emcee run meets R-hat < 1.01 and ESS > 400 for every parameter: "
+              f"{converged.sum()} of {len(stars)}.",
+              f"- Time per star: amortised {1e3 * t_amortised:.1f} ms (one batched pass "
+              f"for all {len(stars)} stars), emcee {np.mean(t_emcee):.1f} s "
+              f"({np.mean(t_emcee) / t_amortised:.0f}x slower)"
+              + (f", NUTS {np.mean(t_nuts):.1f} s" if t_nuts else "") + "."]
+    if nuts_rows:
+        nuts = {k: np.stack([r[k] for r in nuts_rows]) for k in nuts_rows[0]}
+        n = len(nuts_rows)
+        sub = {k: v[:n] for k, v in emcee_.items()}
+        lines += [f"- NUTS on the first {n} stars: max R-hat "
+                  f"{nuts['r_hat'].max():.3f}, min ESS {nuts['ess'].min():.0f}; NUTS vs "
+                  f"emcee medians within the combined sd for "
+                  f"{np.mean(agreement(nuts, sub) < 1):.2f} of pairs, NUTS vs amortised "
+                  f"{np.mean(agreement(nuts, {k: v[:n] for k, v in amortised.items()}) < 1):.2f}."]
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    for j, (ax, name) in enumerate(zip(axes, PARAMETERS)):
+        ax.errorbar(emcee_["median"][:, j], amortised["median"][:, j],
+                    xerr=emcee_["std"][:, j], yerr=amortised["std"][:, j], fmt=".", ms=4,
+                    lw=0.7, color="#1f5fa8", alpha=0.8)
+        lo = min(emcee_["median"][:, j].min(), amortised["median"][:, j].min())
+        hi = max(emcee_["median"][:, j].max(), amortised["median"][:, j].max())
+        ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.8)
+        ax.set_xlabel(f"emcee (generative likelihood): {axis_label(name)}", fontsize=8)
+        ax.set_ylabel(f"amortised: {axis_label(name)}", fontsize=8)
+        ax.set_title(f"{name}: {np.mean(ratio[:, j] < 1):.0%} agree", fontsize=10)
+    fig.suptitle(f"{len(stars)} test stars, median +- 1 sd (python validation/inverse.py)",
+                 fontsize=10)
+    fig.tight_layout()
+    out = Path(args.output)
+    fig.savefig(out.with_suffix(".png"), dpi=100)
+    lines += ["", f"![MCMC vs amortised]({out.with_suffix('.png').name})"]
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
