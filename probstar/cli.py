@@ -85,6 +85,9 @@ def cmd_sample(args) -> None:
     model = load_model(args.model)
     obs = read_table(args.input)
     post = model.posterior(obs, args.request, args.head, args.ignore or ())
+    if args.corner and post.names[0].startswith("xp_"):
+        raise ValueError("--corner draws scalar quantities; plot spectra with "
+                         "probstar.plots.spectrum_plot")
     draws = post.sample(args.samples, seed=args.seed)
     write_samples(args.output, post, draws, obs.ids,
                   {"input": str(args.input), "model": str(args.model or "shipped"),
@@ -96,9 +99,6 @@ def cmd_sample(args) -> None:
     if args.corner:
         from .model.network import N_SCALARS
 
-        if post.names[0].startswith("xp_"):
-            raise ValueError("--corner draws scalar quantities; plot spectra with "
-                             "probstar.plots.spectrum_plot")
         from .plots import condition_text, corner_plot
         from .vocab import SCALAR_NAMES
 
@@ -242,23 +242,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("predict", help="predict quantities for every star of a table")
     q.add_argument("input", help="table: FITS, CSV, ECSV or Parquet (gaiaxpspec format too)")
-    q.add_argument("--request", nargs="+", default=["teff", "logg", "fe_h"])
+    q.add_argument("--request", nargs="+", default=["teff", "logg", "fe_h"],
+                   help="names, or 'xp' / 'xp_600-1020' for XP pixels (spectrum head)")
     q.add_argument("--output", required=True, help=".csv, .ecsv, .fits or .parquet")
     q.add_argument("--model", help="model folder (default: the shipped model)")
     q.add_argument("--ignore", nargs="*", metavar="NAME",
                    help="columns not to use as inputs (requested names never are)")
-    q.add_argument("--head", choices=sorted(HEADS),
+    q.add_argument("--head", choices=sorted([*HEADS, "spectrum"]),
                    help="PDF head (default: the model's best 1-D head)")
     q.set_defaults(func=cmd_predict)
 
     m = sub.add_parser("sample", help="joint posterior draws for every star, to HDF5")
     m.add_argument("input", help="table: FITS, CSV, ECSV or Parquet; a table with only a "
                                  "teff column is a Teff-only question")
-    m.add_argument("--request", nargs="+", default=["teff", "logg", "fe_h"])
+    m.add_argument("--request", nargs="+", default=["teff", "logg", "fe_h"],
+                   help="names, or 'xp' / 'xp_600-1020' for XP pixels: one dataset 'xp' "
+                        "(n_stars, n_samples, n_pixels)")
     m.add_argument("-n", "--samples", type=int, default=1000, help="draws per star")
     m.add_argument("--output", required=True, help="HDF5 file: one (n_stars, n_samples) "
                                                     "dataset per requested name")
-    m.add_argument("--head", choices=sorted(HEADS),
+    m.add_argument("--head", choices=sorted([*HEADS, "spectrum"]),
                    help="default: the joint flow for several names, else the best 1-D head")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--model", help="model folder (default: the shipped model)")
@@ -288,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--request", nargs="+", default=["teff", "logg", "fe_h"])
     v.add_argument("--inputs", nargs="+", default=["xp+colours"],
                    choices=list(INPUT_SETS))
-    v.add_argument("--head", choices=sorted(HEADS),
+    v.add_argument("--head", choices=sorted([*HEADS, "spectrum"]),
                    help="whose median is scored (default: the model's best 1-D head)")
     v.set_defaults(func=cmd_evaluate)
 

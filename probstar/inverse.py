@@ -108,8 +108,8 @@ def run_emcee(likelihood: SpectrumLikelihood, prior: dict | None = None,
         return out
 
     start = _start(likelihood, bounds, n_walkers, rng)
-    sampler = emcee.EnsembleSampler(n_walkers, len(bounds), log_prob, vectorize=True,
-                                    seed=rng.integers(2 ** 31))
+    sampler = emcee.EnsembleSampler(n_walkers, len(bounds), log_prob, vectorize=True)
+    sampler.random_state = np.random.RandomState(seed).get_state()  # its proposals
     sampler.run_mcmc(start, n_steps, progress=progress)
     return az.from_emcee(sampler, var_names=list(likelihood.parameters)) \
         .sel(draw=slice(burn, None))

@@ -190,9 +190,13 @@ class Model:
                 ignore: Sequence[str] = ()) -> dict[str, np.ndarray]:
         """Summary columns (``<name>_median``, ``_std``, ``_q16``, ``_q84``...), input order.
 
-        The default head is the model's best 1-D head (exact quantiles).
+        The default head is the model's best 1-D head (exact quantiles), or the spectrum
+        head for XP pixels.
         """
-        return self.posterior(data, request, head or self.default_head, ignore).summary()
+        if head is None:
+            pixels = max(self._request(request)) >= N_SCALARS
+            head = "spectrum" if pixels else self.default_head
+        return self.posterior(data, request, head, ignore).summary()
 
     def spectrum_scores(self, obs: Observations,
                         inputs: Sequence[str] = SPECTRUM_INPUTS) -> dict[str, float]:
