@@ -203,6 +203,12 @@ def cmd_recalibrate(args) -> None:
     for kind, by_name in fitted["maps"].items():
         print(f"  {kind}: {', '.join(by_name)}")
     update_config(folder, recalibration=fitted)
+    if "spectrum" in model.heads:
+        from .spectra import fit_width_scales
+
+        widths = fit_width_scales(model, validation)
+        print("spectrum width scales (68% bands hold 68% of validation pixels):", widths)
+        update_config(folder, spectrum_widths=widths)
     print(f"written to {folder / 'config.json'}")
 
 

@@ -24,8 +24,8 @@ from .evaluate import INPUT_SETS, predicted_medians, robust_scatter
 from .model.heads import MARGINAL_HEADS
 from .model.network import N_SCALARS, ProbStarNet
 from .posterior import Posterior
-from .spectra import SPECTRUM_INPUTS, spectrum_nll
-from .recalibration import Recalibration, context_kind
+from .recalibration import KINDS, Recalibration, context_kind
+from .spectra import SPECTRUM_INPUTS, check_width_scales, spectrum_nll
 from .vocab import NAMES, Normalization, index_of
 
 __all__ = ["Model", "load_model", "predict", "DEFAULT_MODEL"]
@@ -69,6 +69,7 @@ class Model:
         self.meta = meta
         self.trained_names = tuple(meta.get("trained_names", NAMES[:N_SCALARS]))
         self.recalibration = Recalibration.from_dict(meta.get("recalibration", {}))
+        self.spectrum_widths = check_width_scales(meta.get("spectrum_widths", {}))
         self._untrained = torch.tensor(
             [n not in self.trained_names and i < N_SCALARS for i, n in enumerate(NAMES)])
 
@@ -145,10 +146,11 @@ class Model:
         kept), ``"mixture"`` / ``"gaussian"`` independent 1-D PDFs; by default several
         names get the joint and one name the best 1-D head. XP pixels (``"xp"``,
         ``"xp_600-1020"``...) are answered by the spectrum head: a joint normal over the
-        noise-free median-normalised flux of the requested pixels. Requested quantities present
-        in ``data`` (e.g. the APOGEE labels of a library table) are not used as inputs,
-        nor are the names in ``ignore``. ``calibrated``: apply the model's recalibration
-        (``probstar.recalibration``) to 1-D mixture answers when it has one.
+        noise-free median-normalised flux of the requested pixels. Requested quantities
+        present in ``data`` (e.g. the APOGEE labels of a library table) are not used as
+        inputs, nor are the names in ``ignore``. ``calibrated``: apply the model's
+        recalibration (``probstar.recalibration``) to 1-D mixture answers, and its width
+        scales (``probstar.spectra``) to spectrum answers, when it has them.
         """
         query = self._request(request)
         query.sort()  # vocabulary order: the order the flow was trained in
@@ -171,6 +173,11 @@ class Model:
             pixels = torch.tensor(query, device=device) - N_SCALARS
             mvn = [torch.cat([getattr(p, k) for p in parts])[:, pixels].clone()
                    for k in ("loc", "cov_factor", "cov_diag")]
+            if calibrated and self.spectrum_widths:  # per-kind width scales (spectra.py)
+                widths = torch.tensor([self.spectrum_widths.get(KINDS[k], 1.0)
+                                       for k in context_kind(v)], device=device)
+                mvn[1] = mvn[1] * widths[:, None, None]
+                mvn[2] = mvn[2] * widths[:, None] ** 2
             var = mvn[2] + mvn[1].square().sum(-1)
             return Posterior(LowRankMultivariateNormal(*mvn, validate_args=False), names,
                              loc, scale, Normal(mvn[0], var.sqrt(), validate_args=False),

@@ -29,7 +29,7 @@ def test_shipped_model_answers_held_out_stars(shipped, test_stars, head):
 def test_teff_only_question_has_giant_and_dwarf_peaks(shipped, request_):
     """Given only Teff = 4000 K: mostly giants (logg ~ 1.5), a minority of dwarfs (~4.6);
     alone (mixture head) and jointly with [Fe/H] (flow head)."""
-    assert shipped.heads == ("gaussian", "mixture", "flow")
+    assert shipped.heads == ("gaussian", "mixture", "flow", "spectrum")
     post = shipped.posterior({"teff": [4000.0]}, request_)
     assert post.joint == (len(request_) > 1)
     peaks = post.modes("logg", min_weight=0.02)[0]
@@ -67,3 +67,17 @@ def test_shipped_simulated_model_loads_and_is_recalibrated():
     assert sim.recalibration.fitted
     post = sim.posterior({"g": [12.0], "bp_rp": [1.5], "parallax": [1.0]}, "logg")
     assert np.isfinite(post.median()).all() and post.std()[0, 0] > 0
+
+
+def test_shipped_spectrum_from_parameters(shipped, test_stars):
+    """Parameters -> spectrum on held-out stars: near the observed spectra, and the
+    width-scaled 68% bands hold about 68% of the observed pixels (loose bounds; the
+    full-split figures are in validation/spectra.md)."""
+    from probstar.spectra import SPECTRUM_INPUTS, band_coverage, pixel_z
+
+    assert set(shipped.spectrum_widths) == {"spectrum", "photometry", "parameters"}
+    post = shipped.posterior(test_stars.only(SPECTRUM_INPUTS), "xp")
+    z = pixel_z(post, test_stars)
+    assert 0.6 < np.nanmean(band_coverage(z)) < 0.76
+    flux = test_stars.values[:, -343:]
+    assert np.nanmedian(np.abs(flux - post.mean())) < 0.06  # 0.036; the population: 0.16

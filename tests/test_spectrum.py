@@ -121,3 +121,29 @@ def test_inverse_likelihood_agrees_with_the_spectrum_answer(spectrum_run, test_s
     np.testing.assert_allclose(-lp.item(), nll, rtol=1e-4)
     with pytest.raises(ValueError, match="343 XP pixels"):
         SpectrumLikelihood(model, star.values[0, xp][:10], star.errors[0, xp][:10])
+
+
+def test_width_scales_are_fitted_stored_and_applied(spectrum_run, test_stars, tmp_path):
+    import shutil
+
+    from probstar.checkpoint import CheckpointError, update_config
+    from probstar.spectra import WIDTH_QUESTIONS, band_coverage, fit_width_scales
+
+    model = load_model(spectrum_run)
+    stars = test_stars.select(slice(0, 100))
+    scales = fit_width_scales(model, stars)
+    assert set(scales) == set(WIDTH_QUESTIONS) and all(s > 0 for s in scales.values())
+    folder = tmp_path / "scaled"
+    shutil.copytree(spectrum_run, folder)
+    update_config(folder, spectrum_widths=scales)
+    scaled = load_model(folder)
+    inputs, request = WIDTH_QUESTIONS["parameters"][0]
+    raw = scaled.posterior(stars.only(inputs), request, calibrated=False)
+    post = scaled.posterior(stars.only(inputs), request)
+    np.testing.assert_allclose(post.std(), raw.std() * scales["parameters"], rtol=1e-5)
+    np.testing.assert_allclose(post.mean(), raw.mean())
+    covered = np.nanmean(band_coverage(pixel_z(post, stars)))  # fitted on these stars
+    assert abs(covered - 0.68) < 0.02
+    update_config(folder, spectrum_widths={"parameters": -1.0})
+    with pytest.raises(CheckpointError, match="spectrum_widths"):
+        load_model(folder)

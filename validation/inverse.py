@@ -1,15 +1,15 @@
 """MCMC posteriors with the generative direction as likelihood, against the direct
 (amortised) answer, for test-split stars.
 
-    python validation/inverse.py             # writes validation/inverse.md and .png (~35 min)
+    python validation/inverse.py             # writes validation/inverse.md and .png (~40 min)
     python validation/inverse.py --stars 5 --nuts 0   # a quick look
 
 For each of the first ``--stars`` test stars with APOGEE teff, logg, fe_h and ak:
 
 - *MCMC*: p(teff, logg, fe_h, ak | XP spectrum) proportional to the spectrum head's
   likelihood of the observed spectrum (flux errors convolved) times a box prior
-  (``probstar.inverse.DEFAULT_PRIOR``), sampled with ``emcee`` (32 walkers, 1,500 steps,
-  the first 500 dropped) for every star, and with Pyro NUTS (2 chains x 500 draws
+  (``probstar.inverse.DEFAULT_PRIOR``), sampled with ``emcee`` (32 walkers, 1,200 steps,
+  the first 400 dropped) for every star, and with Pyro NUTS (2 chains x 500 draws
   after 300 warm-up) for the first ``--nuts`` stars;
 - *amortised*: ``model.posterior(spectrum, [teff, logg, fe_h, ak])``, the mixture head
   (recalibrated), one network pass.
@@ -83,7 +83,7 @@ def main() -> None:
     for i in tqdm(range(len(stars)), desc="MCMC", unit="star"):
         like = SpectrumLikelihood(model, stars.values[i, xp], stars.errors[i, xp])
         t = time.perf_counter()
-        rows.append(summarise(run_emcee(like, n_steps=1500, burn=500, seed=i)))
+        rows.append(summarise(run_emcee(like, n_steps=1200, burn=400, seed=i)))
         t_emcee.append(time.perf_counter() - t)
         if i < args.nuts:
             t = time.perf_counter()

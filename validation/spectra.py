@@ -13,7 +13,9 @@ For every pixel: the median absolute residual (observed - predicted mean) in uni
 the observed flux error, and the fraction of stars whose observed flux lies inside the
 central 68% predictive band. The model predicts the noise-free flux, so the band is
 that of the answer convolved with each star's flux error (sqrt(sigma_model^2 +
-sigma_flux^2)). Bar: 68% +- 5%. Side by side, in the same run, a k-nearest-neighbour
+sigma_flux^2)). Bar: 68% +- 5%. The answer's widths are scaled per kind of context by
+the model's width scales (fitted on the validation split, ``probstar recalibrate``);
+the rows "no width scale" are the network's own answer. Side by side, in the same run, a k-nearest-neighbour
 baseline fitted on the train split (the mean and scatter of the 25 nearest train stars
 in the standardised inputs; for inpainting, in the given pixels).
 """
@@ -72,14 +74,16 @@ def evaluate(model, train, test) -> dict:
     """Scores of the model and the k-NN baseline for every question, and the answers."""
     results = {}
     for question, (inputs, request) in QUESTIONS.items():
-        post = model.posterior(test.only(inputs), request)
         cols = index_of(request)
         flux, err = test.values[:, cols], test.errors[:, cols]
-        mine = score(pixel_z(post, test), err, flux - post.mean())
+        raw = model.posterior(test.only(inputs), request, calibrated=False)
+        post = model.posterior(test.only(inputs), request)
         mean, sd = knn_answer(train, test, inputs, request)
         knn_z = (flux - mean) / np.sqrt(sd ** 2 + err ** 2)
-        results[question] = {"probstar": mine, "k-NN": score(knn_z, err, flux - mean),
-                             "post": post,
+        results[question] = {"probstar": score(pixel_z(post, test), err, flux - post.mean()),
+                             "probstar, no width scale": score(pixel_z(raw, test), err,
+                                                               flux - raw.mean()),
+                             "k-NN": score(knn_z, err, flux - mean), "post": post,
                              "wave": XP_WAVELENGTHS[np.array(cols) - index_of("xp")[0]]}
     return results
 
@@ -144,13 +148,15 @@ def main() -> None:
              f"`python validation/spectra.py` ({time.perf_counter() - t0:.0f} s, "
              f"{len(test)} test stars, model: {args.model or 'shipped'}). The predictive "
              "band of an observed pixel is the model's noise-free answer convolved with "
-             "that pixel's flux error. k-NN: mean and scatter of the 25 nearest train "
+             "that pixel's flux error; widths scaled by the model's width scales "
+             f"{model.spectrum_widths} (fitted on the validation split) except in the rows "
+             "'no width scale'. k-NN: mean and scatter of the 25 nearest train "
              "stars in the inputs, same stars, same run.", "",
              "| question | answer | median over pixels of median abs(resid)/flux err | "
              "max over pixels | 68% band coverage, all pixels | pixels within 68% +- 5% |",
              "|---|---|---|---|---|---|"]
     for question, r in results.items():
-        for who in ("probstar", "k-NN"):
+        for who in ("probstar", "probstar, no width scale", "k-NN"):
             s = r[who]
             lines.append(f"| {question} | {who} | {np.median(s['ratio']):.2f} | "
                          f"{np.max(s['ratio']):.2f} | {s['total']:.3f} | "
