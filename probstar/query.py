@@ -168,20 +168,10 @@ class Model:
         batches = [(v[i:i + batch_size].to(device), s[i:i + batch_size].to(device))
                    for i in range(0, len(obs), batch_size)]
         if head == "spectrum":
-            with torch.inference_mode():
-                parts = [self.net.spectrum_distribution(*b) for b in batches]
-            pixels = torch.tensor(query, device=device) - N_SCALARS
-            mvn = [torch.cat([getattr(p, k) for p in parts])[:, pixels].clone()
-                   for k in ("loc", "cov_factor", "cov_diag")]
-            if calibrated and self.spectrum_widths:  # per-kind width scales (spectra.py)
-                widths = torch.tensor([self.spectrum_widths.get(KINDS[k], 1.0)
-                                       for k in context_kind(v)], device=device)
-                mvn[1] = mvn[1] * widths[:, None, None]
-                mvn[2] = mvn[2] * widths[:, None] ** 2
-            var = mvn[2] + mvn[1].square().sum(-1)
-            return Posterior(LowRankMultivariateNormal(*mvn, validate_args=False), names,
-                             loc, scale, Normal(mvn[0], var.sqrt(), validate_args=False),
-                             joint=True)
+            widths = [self.spectrum_widths.get(KINDS[k], 1.0) if calibrated else 1.0
+                      for k in context_kind(v)]
+            joint, marginals = self._pixels(batches, query, torch.tensor(widths))
+            return Posterior(joint, names, loc, scale, marginals, joint=True)
         q = torch.tensor(query, device=device)
         with torch.inference_mode():
             h = torch.cat([self.net(*b, q) for b in batches])
@@ -192,6 +182,21 @@ class Model:
         if head in MARGINAL_HEADS:
             return Posterior.independent(dist, names, loc, scale)
         return Posterior(dist, names, loc, scale)
+
+    def _pixels(self, batches, query: list[int],
+                widths: torch.Tensor) -> tuple[LowRankMultivariateNormal, Normal]:
+        """The spectrum head's joint normal over the ``query`` pixels (normalised units),
+        standard deviations scaled per star by ``widths``, and its exact 1-D marginals."""
+        with torch.inference_mode():
+            parts = [self.net.spectrum_distribution(*b) for b in batches]
+        pixels = torch.tensor(query) - N_SCALARS
+        loc, factor, diag = (torch.cat([getattr(p, k) for p in parts])[:, pixels].clone()
+                             for k in ("loc", "cov_factor", "cov_diag"))
+        widths = widths.to(loc)
+        factor, diag = factor * widths[:, None, None], diag * widths[:, None] ** 2
+        var = diag + factor.square().sum(-1)
+        return (LowRankMultivariateNormal(loc, factor, diag, validate_args=False),
+                Normal(loc, var.sqrt(), validate_args=False))
 
     def predict(self, data: Any, request: Sequence[str] | str, head: str | None = None,
                 ignore: Sequence[str] = ()) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ from scipy.stats import norm
 from torch.distributions import LowRankMultivariateNormal
 
 from .data.observations import Observations
+from .evaluate import INPUT_SETS
 from .posterior import Posterior
 from .vocab import index_of
 
@@ -32,7 +33,7 @@ SPECTRUM_INPUTS: tuple[str, ...] = ("teff", "logg", "fe_h", "alpha_m", "ak")
 #: questions its width scale is fitted on.
 WIDTH_QUESTIONS: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
     "spectrum": ((("xp_336-598",), "xp_600-1020"), (("xp_600-1020",), "xp_336-598")),
-    "photometry": ((("g", "bp", "rp", "j", "h", "k", "bp_rp", "j_h", "j_k"), "xp"),),
+    "photometry": ((INPUT_SETS["photometry"], "xp"),),
     "parameters": ((SPECTRUM_INPUTS, "xp"),),
 }
 
