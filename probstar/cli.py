@@ -203,7 +203,7 @@ def cmd_recalibrate(args) -> None:
     for kind, by_name in fitted["maps"].items():
         print(f"  {kind}: {', '.join(by_name)}")
     update_config(folder, recalibration=fitted)
-    if "spectrum" in model.heads:
+    if model.has_spectrum:
         from .spectra import fit_width_scales
 
         widths = fit_width_scales(model, validation)
@@ -219,7 +219,7 @@ def cmd_info(args) -> None:
     print(model)
     print(f"parameters: {sum(p.numel() for p in model.net.parameters()):,}")
     print("trained names:", ", ".join(model.trained_names),
-          "+ the 343 XP pixels (spectrum head)" * ("spectrum" in model.heads))
+          "+ the 343 XP pixels (spectrum head)" * model.has_spectrum)
     for key in ("epoch", "data_hash", "probstar_version"):
         print(f"{key}: {model.meta.get(key)}")
     print("recalibration:", model.recalibration.note or "none")

@@ -42,7 +42,7 @@ class SpectrumLikelihood:
 
     def __init__(self, model: Model, flux: np.ndarray, flux_err: np.ndarray,
                  parameters: Sequence[str] = PARAMETERS) -> None:
-        if model.net.spectrum is None:
+        if not model.has_spectrum:
             raise ValueError("this model has no spectrum head: it gives no likelihood for "
                              "a spectrum")
         self.model, self.parameters = model, tuple(parameters)

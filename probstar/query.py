@@ -75,13 +75,14 @@ class Model:
 
     def __repr__(self) -> str:
         c = self.net.config
-        return (f"Model(heads={self.heads}, dim={c.dim}, layers={c.encoder_layers}+"
+        heads = self.heads + ("spectrum",) * self.has_spectrum
+        return (f"Model(heads={heads}, dim={c.dim}, layers={c.encoder_layers}+"
                 f"{c.decoder_layers}, epoch={self.meta.get('epoch')})")
 
     def _request(self, request: Sequence[str] | str) -> list[int]:
         idx = index_of([request] if isinstance(request, str) else list(request))
         pixels = [i for i in idx if i >= N_SCALARS]
-        if pixels and self.net.spectrum is None:
+        if pixels and not self.has_spectrum:
             raise ValueError(f"this model cannot predict XP pixels ({NAMES[pixels[0]]}...): "
                              "it has no spectrum head")
         if pixels and len(pixels) != len(idx):
@@ -107,8 +108,13 @@ class Model:
 
     @property
     def heads(self) -> tuple[str, ...]:
-        spectrum = ("spectrum",) if self.net.spectrum is not None else ()
-        return tuple(self.net.config.outputs) + spectrum
+        """The heads that answer scalar quantities (see also :attr:`has_spectrum`)."""
+        return self.net.config.outputs
+
+    @property
+    def has_spectrum(self) -> bool:
+        """True when the model answers XP pixels (its spectrum head)."""
+        return self.net.spectrum is not None
 
     @property
     def default_head(self) -> str:
