@@ -230,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .model.heads import HEADS
     from .train import PRESETS
 
+    head_choices = sorted([*HEADS, "spectrum"])
+
     p = argparse.ArgumentParser(prog="probstar", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -254,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--model", help="model folder (default: the shipped model)")
     q.add_argument("--ignore", nargs="*", metavar="NAME",
                    help="columns not to use as inputs (requested names never are)")
-    q.add_argument("--head", choices=sorted([*HEADS, "spectrum"]),
+    q.add_argument("--head", choices=head_choices,
                    help="PDF head (default: the model's best 1-D head)")
     q.set_defaults(func=cmd_predict)
 
@@ -267,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-n", "--samples", type=int, default=1000, help="draws per star")
     m.add_argument("--output", required=True, help="HDF5 file: one (n_stars, n_samples) "
                                                     "dataset per requested name")
-    m.add_argument("--head", choices=sorted([*HEADS, "spectrum"]),
+    m.add_argument("--head", choices=head_choices,
                    help="default: the joint flow for several names, else the best 1-D head")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--model", help="model folder (default: the shipped model)")
@@ -297,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--request", nargs="+", default=["teff", "logg", "fe_h"])
     v.add_argument("--inputs", nargs="+", default=["xp+colours"],
                    choices=list(INPUT_SETS))
-    v.add_argument("--head", choices=sorted([*HEADS, "spectrum"]),
+    v.add_argument("--head", choices=head_choices,
                    help="whose median is scored (default: the model's best 1-D head)")
     v.set_defaults(func=cmd_evaluate)
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.distributions import LowRankMultivariateNormal
 
+from .model.spectrum import with_noise
 from .query import Model
 from .vocab import NAMES, index_of
 
@@ -52,16 +53,16 @@ class SpectrumLikelihood:
         if flux.shape != (len(pixels),) or flux_err.shape != flux.shape:
             raise ValueError(f"flux and flux_err must hold the {len(pixels)} XP pixels, got "
                              f"shapes {flux.shape} and {flux_err.shape}")
-        self.observed = np.isfinite(flux) & np.isfinite(flux_err) & (flux_err > 0)
-        if not self.observed.any():
+        observed = np.isfinite(flux) & np.isfinite(flux_err) & (flux_err > 0)
+        if not observed.any():
             raise ValueError("the spectrum has no pixel with a finite flux and error")
         norm = model.normalization
-        loc, scale = norm.loc[pixels][self.observed], norm.scale[pixels][self.observed]
-        self.y = torch.as_tensor((flux[self.observed] - loc) / scale, dtype=torch.float32)
-        self.noise_var = torch.as_tensor((flux_err[self.observed] / scale) ** 2,
+        loc, scale = norm.loc[pixels][observed], norm.scale[pixels][observed]
+        self.y = torch.as_tensor((flux[observed] - loc) / scale, dtype=torch.float32)
+        self.noise_var = torch.as_tensor((flux_err[observed] / scale) ** 2,
                                          dtype=torch.float32)
         self.log_jacobian = float(np.log(scale).sum())
-        self.keep = torch.as_tensor(self.observed)
+        self.keep = torch.as_tensor(observed)  # the pixels in the likelihood
         self.theta_loc = torch.as_tensor(norm.loc[self.columns])
         self.theta_scale = torch.as_tensor(norm.scale[self.columns])
 
@@ -70,15 +71,12 @@ class SpectrumLikelihood:
         shape = theta.shape[:-1]
         theta = theta.reshape(-1, len(self.parameters)).float()
         values = torch.full((theta.shape[0], len(NAMES)), torch.nan)
-        values = values.index_put((torch.arange(theta.shape[0])[:, None],
-                                   torch.tensor(self.columns)[None, :]),
-                                  (theta - self.theta_loc) / self.theta_scale)
+        values[:, self.columns] = (theta - self.theta_loc) / self.theta_scale
         pdf = self.model.net.spectrum_distribution(values, torch.full_like(values, torch.nan))
-        noisy = LowRankMultivariateNormal(pdf.loc[:, self.keep],
-                                          pdf.cov_factor[:, self.keep],
-                                          pdf.cov_diag[:, self.keep] + self.noise_var,
-                                          validate_args=False)
-        return (noisy.log_prob(self.y) - self.log_jacobian).reshape(shape)
+        kept = LowRankMultivariateNormal(pdf.loc[:, self.keep], pdf.cov_factor[:, self.keep],
+                                         pdf.cov_diag[:, self.keep], validate_args=False)
+        return (with_noise(kept, self.noise_var).log_prob(self.y)
+                - self.log_jacobian).reshape(shape)
 
 
 def _bounds(parameters: Sequence[str], prior: dict | None) -> np.ndarray:
@@ -135,16 +133,16 @@ def run_nuts(likelihood: SpectrumLikelihood, prior: dict | None = None,
     import pyro.distributions as dist
     from pyro.infer import MCMC, NUTS
 
-    bounds = torch.as_tensor(_bounds(likelihood.parameters, prior), dtype=torch.float32)
+    bounds = _bounds(likelihood.parameters, prior)
     names = likelihood.parameters
 
     def model():
-        theta = torch.stack([pyro.sample(n, dist.Uniform(lo, hi))
+        theta = torch.stack([pyro.sample(n, dist.Uniform(float(lo), float(hi)))
                              for n, (lo, hi) in zip(names, bounds)])
         pyro.factor("spectrum", likelihood(theta))
 
     rng = np.random.default_rng(seed)
-    start = _start(likelihood, bounds.double().numpy(), chains, rng)
+    start = _start(likelihood, bounds, chains, rng)
     draws = {n: [] for n in names}
     for c in range(chains):
         pyro.set_rng_seed(seed + c)

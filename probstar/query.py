@@ -200,9 +200,8 @@ class Model:
                              for k in ("loc", "cov_factor", "cov_diag"))
         widths = widths.to(loc)
         factor, diag = factor * widths[:, None, None], diag * widths[:, None] ** 2
-        var = diag + factor.square().sum(-1)
-        return (LowRankMultivariateNormal(loc, factor, diag, validate_args=False),
-                Normal(loc, var.sqrt(), validate_args=False))
+        joint = LowRankMultivariateNormal(loc, factor, diag, validate_args=False)
+        return joint, Normal(loc, joint.variance.sqrt(), validate_args=False)
 
     def predict(self, data: Any, request: Sequence[str] | str, head: str | None = None,
                 ignore: Sequence[str] = ()) -> dict[str, np.ndarray]:

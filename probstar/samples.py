@@ -32,7 +32,7 @@ def write_samples(path: str | Path, posterior: Posterior, draws: np.ndarray,
     pixels = [j for j, name in enumerate(posterior.names) if name in XP_NAMES]
     with h5py.File(path, "w") as f:
         for j, name in enumerate(posterior.names):
-            if j in pixels:
+            if name in XP_NAMES:  # all pixels go into one dataset, below
                 continue
             ds = f.create_dataset(name, data=np.ascontiguousarray(draws[:, :, j].T),
                                   compression="gzip", shuffle=True)

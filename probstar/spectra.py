@@ -20,8 +20,10 @@ from scipy.stats import norm
 from torch.distributions import LowRankMultivariateNormal
 
 from .data.observations import Observations
+from .model.spectrum import with_noise
 from .evaluate import INPUT_SETS
 from .posterior import Posterior
+from .recalibration import KINDS
 from .vocab import index_of
 
 __all__ = ["SPECTRUM_INPUTS", "WIDTH_QUESTIONS", "observed", "pixel_z", "spectrum_nll",
@@ -54,11 +56,11 @@ def pixel_z(post: Posterior, obs: Observations) -> np.ndarray:
     return (flux - post.mean()) / np.sqrt(var)
 
 
-def band_coverage(z: np.ndarray, level: float = 0.68) -> np.ndarray:
-    """Fraction of observed pixels inside the central ``level`` predictive band, per
-    pixel (over stars), from :func:`pixel_z` values."""
+def band_coverage(z: np.ndarray, level: float = 0.68, axis: int | None = 0) -> np.ndarray:
+    """Fraction of observed pixels inside the central ``level`` predictive band, from
+    :func:`pixel_z` values: per pixel (over stars; ``axis=0``) or of all (``None``)."""
     inside = (np.abs(z) <= norm.ppf(0.5 + level / 2)).astype(float)
-    return np.nanmean(np.where(np.isfinite(z), inside, np.nan), 0)
+    return np.nanmean(np.where(np.isfinite(z), inside, np.nan), axis)
 
 
 def spectrum_nll(post: Posterior, obs: Observations) -> np.ndarray:
@@ -73,10 +75,8 @@ def spectrum_nll(post: Posterior, obs: Observations) -> np.ndarray:
     scale = post.scale.cpu().numpy()
     y = torch.as_tensor((np.nan_to_num(flux) - post.loc.cpu().numpy()) / scale)
     noise = torch.as_tensor(np.nan_to_num(err, nan=0.0) / scale) ** 2
-    noisy = LowRankMultivariateNormal(base.loc, base.cov_factor, base.cov_diag + noise,
-                                      validate_args=False)
     with torch.no_grad():
-        nll = -noisy.log_prob(y.to(base.loc)).double().cpu().numpy() + np.log(scale).sum()
+        nll = -with_noise(base, noise.to(base.loc)).log_prob(y.to(base.loc)).double().cpu().numpy() + np.log(scale).sum()
     return np.where(complete, nll / flux.shape[1], np.nan)
 
 
@@ -107,8 +107,6 @@ def fit_width_scales(model, obs: Observations, level: float = 0.68) -> dict[str,
 
 def check_width_scales(scales) -> dict[str, float]:
     """The stored width scales, checked: a dict of context kinds to positive numbers."""
-    from .recalibration import KINDS
-
     if not isinstance(scales, dict) or not all(
             k in KINDS and isinstance(v, (int, float)) and np.isfinite(v) and v > 0
             for k, v in scales.items()):

@@ -147,3 +147,18 @@ def test_width_scales_are_fitted_stored_and_applied(spectrum_run, test_stars, tm
     update_config(folder, spectrum_widths={"parameters": -1.0})
     with pytest.raises(CheckpointError, match="spectrum_widths"):
         load_model(folder)
+
+
+def test_samplers_return_seeded_arviz_draws_inside_the_prior(spectrum_run, test_stars):
+    from probstar.inverse import DEFAULT_PRIOR, run_emcee, run_nuts
+
+    model = load_model(spectrum_run)
+    xp = index_of("xp")
+    like = SpectrumLikelihood(model, test_stars.values[0, xp], test_stars.errors[0, xp])
+    runs = [run_emcee(like, n_walkers=8, n_steps=25, burn=5, seed=3) for _ in range(2)]
+    nuts = run_nuts(like, n_samples=5, warmup=5, chains=2, seed=3)
+    for name, (lo, hi) in DEFAULT_PRIOR.items():
+        draws = runs[0].posterior[name].values
+        assert draws.shape == (8, 20) and ((draws > lo) & (draws < hi)).all()
+        np.testing.assert_array_equal(draws, runs[1].posterior[name].values)  # seeded
+        assert nuts.posterior[name].values.shape == (2, 5)

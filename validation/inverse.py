@@ -35,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from probstar.data import load_split
+from probstar.evaluate import robust_scatter
 from probstar.inverse import PARAMETERS, SpectrumLikelihood, run_emcee, run_nuts
 from probstar.plots import axis_label
 from probstar.query import load_model
@@ -90,7 +91,7 @@ def main() -> None:
             nuts_rows.append(summarise(run_nuts(like, n_samples=500, warmup=300, seed=i)))
             t_nuts.append(time.perf_counter() - t)
     emcee_ = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-    ratio = agreement(emcee_, {k: v for k, v in amortised.items()})
+    ratio = agreement(emcee_, amortised)
     truth = stars.values[:, index_of(list(PARAMETERS))]
 
     lines = ["# MCMC with the generative likelihood against the amortised answer",
@@ -102,7 +103,6 @@ def main() -> None:
              "max R-hat | min ESS | emcee median sd | amortised median sd | "
              "emcee: robust scatter vs APOGEE | amortised: robust scatter vs APOGEE |",
              "|---|---|---|---|---|---|---|---|---|"]
-    from probstar.evaluate import robust_scatter
     for j, name in enumerate(PARAMETERS):
         lines.append(
             f"| {name} | {np.mean(ratio[:, j] < 1):.2f} | {np.median(ratio[:, j]):.2f} | "

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from scipy.stats import norm
 from sklearn.neighbors import NearestNeighbors
 
 from probstar.data import load_split
@@ -64,8 +63,7 @@ def score(z: np.ndarray, flux_err: np.ndarray, resid: np.ndarray) -> dict:
     """Per-pixel median |residual| / flux error and 68% band coverage, and totals."""
     ratio = np.nanmedian(np.abs(resid) / flux_err, 0)
     cover = band_coverage(z, BAND)
-    inside = np.abs(z) <= norm.ppf(0.5 + BAND / 2)
-    total = float(np.nanmean(np.where(np.isfinite(z), inside, np.nan)))
+    total = float(band_coverage(z, BAND, axis=None))
     return {"ratio": ratio, "coverage": cover, "total": total,
             "pixels_ok": float(np.mean(np.abs(cover - BAND) <= TOLERANCE))}
 

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, LowRankMultivariateNormal
 
 from ..vocab import LABEL_NAMES, NAMES, SCALAR_NAMES, XP_NAMES
 from .blocks import CrossBlock, region_index
@@ -207,7 +207,8 @@ class ProbStarNet(nn.Module):
         """Features (B, Q, dim) of the requested scalar names ``query`` (Q,)."""
         return self.decode(*self.memory(values, sigmas), query)
 
-    def spectrum_distribution(self, values: Tensor, sigmas: Tensor):
+    def spectrum_distribution(self, values: Tensor,
+                              sigmas: Tensor) -> LowRankMultivariateNormal:
         """PDF of the noise-free XP spectrum (batch (B,), event (343,), normalised)."""
         if self.spectrum is None:
             raise ValueError("this model has no spectrum head (ModelConfig.spectrum_layers "

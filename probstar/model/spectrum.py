@@ -29,9 +29,16 @@ from torch.distributions import LowRankMultivariateNormal
 
 from .blocks import CrossBlock, region_index
 
-__all__ = ["SpectrumHead"]
+__all__ = ["SpectrumHead", "with_noise"]
 
 LOG_VAR_RANGE = (-14.0, 6.0)  # normalised flux units
+
+
+def with_noise(pdf: LowRankMultivariateNormal, noise_var: Tensor) -> LowRankMultivariateNormal:
+    """The distribution of the observed flux: ``pdf`` with independent pixel noise of
+    variance ``noise_var`` added."""
+    return LowRankMultivariateNormal(pdf.loc, pdf.cov_factor, pdf.cov_diag + noise_var,
+                                     validate_args=False)
 
 
 class SpectrumHead(nn.Module):
@@ -86,6 +93,6 @@ class SpectrumHead(nn.Module):
         unscored = (1 - s).sum(-1)
         joint = -noisy.log_prob(torch.where(scored, flux, 0.0)) \
             - 0.5 * math.log(2 * math.pi) * unscored
-        var = pdf.cov_diag + pdf.cov_factor.square().sum(-1) + noise_var
+        var = pdf.variance + noise_var
         pixels = 0.5 * (math.log(2 * math.pi) + var.log() + (flux - pdf.loc) ** 2 / var)
         return torch.where(scored.any(-1), joint + (pixels * s).sum(-1), 0.0)
