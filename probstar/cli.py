@@ -34,7 +34,8 @@ def _overrides(cfg, pairs: list[str]):
             raise ValueError(f"--set: unknown setting {key!r}; settings: "
                              f"{', '.join(sorted({**model_fields, **train_fields}))}")
         kind = type(getattr(cfg.model if key in model_fields else cfg, key))
-        value = text.lower() in ("1", "true", "yes") if kind is bool else kind(text)
+        value = text.lower() in ("1", "true", "yes") if kind is bool else \
+            tuple(filter(None, text.split(","))) if kind is tuple else kind(text)
         (model_kw if key in model_fields else train_kw)[key] = value
     return replace(cfg, model=replace(cfg.model, **model_kw), **train_kw)
 

@@ -68,10 +68,11 @@ class Model:
         self.normalization = normalization
         self.meta = meta
         self.trained_names = tuple(meta.get("trained_names", NAMES[:N_SCALARS]))
+        self.input_names = tuple(meta.get("input_names", self.trained_names))
         self.recalibration = Recalibration.from_dict(meta.get("recalibration", {}))
         self.spectrum_widths = check_width_scales(meta.get("spectrum_widths", {}))
         self._untrained = torch.tensor(
-            [n not in self.trained_names and i < N_SCALARS for i, n in enumerate(NAMES)])
+            [n not in self.input_names and i < N_SCALARS for i, n in enumerate(NAMES)])
 
     def __repr__(self) -> str:
         c = self.net.config
@@ -89,9 +90,14 @@ class Model:
             raise ValueError("ask for XP pixels and scalar quantities in separate questions: "
                              "the spectrum head answers pixels only")
         for i in idx:
-            if i < N_SCALARS and NAMES[i] not in self.trained_names:
+            if i >= N_SCALARS or NAMES[i] in self.trained_names:
+                continue
+            if not (self.net.config.tied_queries and NAMES[i] in self.input_names):
                 raise ValueError(f"this model cannot predict {NAMES[i]!r}: it was trained to "
                                  f"predict {', '.join(self.trained_names)}")
+            warnings.warn(f"{NAMES[i]!r} was never a training target of this model: its "
+                          "answer is an unseen request (query from its input embedding)",
+                          stacklevel=3)
         if len(set(idx)) != len(idx):
             raise ValueError(f"the request names a quantity twice: {list(request)}")
         return idx

@@ -14,6 +14,9 @@ for every target). The context recipe:
 - with probability ``p_labels_only`` the context is a random subset of the labels and
   A_K only, no spectrum and no photometry ("given Teff = 4000 K, what is logg?"): each
   kept with the star's probability u, or (``labels_only_max``) 1 to that many of them;
+- ``drop_names`` are removed from the training data altogether (a model pre-trained
+  without a quantity, to fine-tune on later) and ``input_only`` names are shown but
+  never scored (with ``tied_queries``, a test of requests never trained);
 - with ``label_errors``, a label shown as an input never carries its APOGEE error: that
   error says what kind of star it is (ASPCAP errors differ between giants and dwarfs),
   a shortcut that turns "Teff = 4000 +- 30 K" into a different question from
@@ -89,6 +92,8 @@ class TrainConfig:
     freeze_encoder: bool = False  # train only the decoder and heads (token embedding and
     # encoder fixed): fine-tuning new heads at ~2x the speed
     train_only: str = ""  # comma-separated parameter-name prefixes that train ("" = all)
+    drop_names: str = ""  # comma-separated names removed from the training data (never seen)
+    input_only: str = ""  # comma-separated names shown as inputs, never trained as targets
     seed: int = 0
     checkpoint_every: int = 5  # epochs
     device: str = "auto"  # "cpu", "cuda" or "auto"
@@ -295,6 +300,15 @@ def _quality(scores: dict[str, float], norm: Normalization, scalars: bool,
     return quality
 
 
+def _names(names: str) -> list[int]:
+    """Vocabulary columns of a comma-separated list of scalar names."""
+    listed = [n for n in names.split(",") if n]
+    idx = index_of(listed) if listed else []
+    if any(i >= N_SCALARS for i in idx):
+        raise ValueError(f"drop_names / input_only take scalar names, got {names!r}")
+    return idx
+
+
 def _init_from(net: ProbStarNet, folder: str) -> Normalization:
     """Copy the matching weights of a trained model into ``net``; its normalisation."""
     _, theirs, norm = read_checkpoint(folder)  # whatever its architecture
@@ -358,7 +372,11 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
         any(p.requires_grad for p in net.spectrum.parameters())
 
     values, sigmas = normalized_tensors(train_obs, norm, device)
-    trained = torch.isfinite(values[:, :N_SCALARS]).any(0).nonzero().flatten()
+    values[:, _names(cfg.drop_names)] = torch.nan
+    seen = torch.isfinite(values[:, :N_SCALARS]).any(0)
+    targets = seen.clone()
+    targets[_names(cfg.input_only)] = False
+    trained = targets.nonzero().flatten()
     targets_y, targets_var = values[:, trained], torch.nan_to_num(sigmas[:, trained]) ** 2
     joint = torch.tensor([i for i, t in enumerate(trained.tolist())
                           if NAMES[t] in cfg.model.joint_names], device=device)
@@ -373,7 +391,8 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     meta = {"train": cfg.to_dict(), "data_hash": data_hash,
-            "trained_names": [NAMES[i] for i in trained.tolist()]}
+            "trained_names": [NAMES[i] for i in trained.tolist()],
+            "input_names": [NAMES[i] for i in seen.nonzero().flatten().tolist()]}
 
     best = state["best"] if state is not None else float("inf")
     bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, disable=not progress,

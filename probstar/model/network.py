@@ -10,9 +10,11 @@ filled regions. A learned "star" token is always present, so a star with no
 observation at all gets the population prior.
 
 Encoder: pre-LN self-attention over the present tokens, no positional encoding (the
-set is permutation invariant). Decoder: one learned query per requested name
-cross-attends to the encoded set; queries never see each other, so the answer for a
-name does not depend on which other names are asked. Heads turn the decoder outputs
+set is permutation invariant). Decoder: one query per requested name cross-attends to
+the encoded set; queries never see each other, so the answer for a name does not depend
+on which other names are asked. A query is a learned vector per name, or
+(``tied_queries``) a learned map of the name's own input-embedding weights, so that a
+name only ever given as an input can still be asked for (an "unseen request"). Heads turn the decoder outputs
 into distributions: 1-D per name (Gaussian, Gaussian mixture) or joint over several
 names (a normalizing flow); all share the network, and a model can carry several.
 The spectrum head (``model/spectrum.py``) reads the encoded set with its own region
@@ -58,6 +60,7 @@ class ModelConfig:
     joint_names: tuple[str, ...] = LABEL_NAMES  # what the flow head models jointly
     spectrum_layers: int = 0  # decoder blocks of the spectrum head; 0 = no spectrum head
     spectrum_rank: int = 8  # rank of the spectrum head's pixel covariance factor
+    tied_queries: bool = False  # queries derived from the names' input embeddings
 
     def __post_init__(self) -> None:
         for f in ("dim", "heads", "encoder_layers", "decoder_layers", "ff_mult",
@@ -164,7 +167,11 @@ class ProbStarNet(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, c.encoder_layers,
                                              enable_nested_tensor=False)
         self.ln_memory = nn.LayerNorm(c.dim)
-        self.queries = nn.Parameter(torch.randn(N_SCALARS, c.dim) * 0.1)
+        if c.tied_queries:  # [bias, weight rows] of a name's embedding -> its query
+            self.query_map = nn.Sequential(nn.Linear(4 * c.dim, c.dim), nn.GELU(),
+                                           nn.Linear(c.dim, c.dim))
+        else:
+            self.queries = nn.Parameter(torch.randn(N_SCALARS, c.dim) * 0.1)
         self.decoder = nn.ModuleList(CrossBlock(c.dim, c.heads, c.ff_mult * c.dim, c.dropout)
                                      for _ in range(c.decoder_layers))
         self.ln_out = nn.LayerNorm(c.dim)
@@ -191,10 +198,17 @@ class ProbStarNet(nn.Module):
 
     def decode(self, memory: Tensor, absent: Tensor, query: Tensor) -> Tensor:
         """Query scalar indices (Q,) -> features (B, Q, dim)."""
-        q = self.queries[query].unsqueeze(0).expand(memory.shape[0], -1, -1)
+        q = self.query_vectors(query).unsqueeze(0).expand(memory.shape[0], -1, -1)
         for block in self.decoder:
             q = block(q, memory, absent)
         return self.ln_out(q)
+
+    def query_vectors(self, query: Tensor) -> Tensor:
+        """Scalar indices (Q,) -> the decoder's query vectors (Q, dim)."""
+        if not self.config.tied_queries:
+            return self.queries[query]
+        emb = self.scalars
+        return self.query_map(torch.cat([emb.bias[query], emb.weight[query].flatten(1)], 1))
 
     def memory(self, values: Tensor, sigmas: Tensor) -> tuple[Tensor, Tensor]:
         """Normalised values / errors (B, V) -> encoded set (B, T, dim), absent (B, T)."""

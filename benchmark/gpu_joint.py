@@ -1,0 +1,102 @@
+"""One GPU session (<= 9 min): whole models trained from scratch, side by side.
+
+- ``joint`` and ``joint_full``: every head (Gaussian, mixture, flow, spectrum) trained
+  together from scratch, the spectrum loss training the shared encoder too (the shipped
+  model before was a Gaussian-head network with heads fine-tuned onto a frozen trunk).
+  Two context recipes; the one with the better validation score is the candidate.
+- ``holdout``: queries tied to the input embeddings, ``alpha_m`` removed from the data
+  and ``bp_rp`` shown but never a target: the base of the unseen-request and fine-tuning
+  experiments (``validation/unseen.py``, ``validation/finetune.py``).
+
+Run on a CUDA machine from the repository root, with the cache of
+``benchmark/make_gpu_cache.py`` (the GPU machine has no network):
+
+    PROBSTAR_CACHE=.gpu python benchmark/gpu_joint.py --out OUT_DIR
+
+The runs share the GPU. A 2-epoch probe of all of them at once measures the epoch time,
+then each run gets the epochs that fit ``--seconds``. Everything lands in OUT_DIR as one
+tar archive split into 15 MB pieces (``runs.tar.partNN``; ``cat`` them to rebuild it):
+each run's best validation checkpoint (``best/``), config and learning curve, plus logs.
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RECIPE = ["label_errors=true", "p_window=0.5", "dropout=0.05"]
+JOINT = ["spectrum_layers=2", *RECIPE]
+RUNS = {  # name: --set overrides of the gpu preset
+    "joint": [*JOINT, "p_full_spectrum=0.35", "p_no_spectrum=0.25", "p_labels_only=0.35",
+              "labels_only_max=5"],
+    "joint_full": [*JOINT, "p_full_spectrum=0.5", "p_no_spectrum=0.2", "p_labels_only=0.3",
+                   "labels_only_max=2"],
+    "holdout": [*RECIPE, "tied_queries=true", "outputs=gaussian,mixture",
+                "drop_names=alpha_m", "input_only=bp_rp", "p_labels_only=0.3",
+                "labels_only_max=2"],
+}
+
+
+def launch(name, epochs, folder, extra, log):
+    cmd = [sys.executable, "-m", "probstar.cli", "train", "--preset", "gpu", "--epochs",
+           str(epochs), "--output", str(folder / name), "--set", *RUNS[name], *extra]
+    return subprocess.Popen(cmd, stdout=log, stderr=log)
+
+
+def wait_all(procs, deadline):
+    for name, proc in procs.items():
+        try:
+            proc.wait(timeout=max(1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            print(f"{name}: killed at the time limit (its last checkpoint is kept)", flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", required=True)
+    p.add_argument("--seconds", type=float, default=380, help="training time of each run")
+    p.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    args = p.parse_args()
+    out, folder = Path(args.out), Path("runs/gpu_joint")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    t0 = time.time()
+
+    probe = folder / "probe"
+    with open(out / "probe.log", "w") as log:
+        procs = {n: launch(n, 2, probe, ["checkpoint_every=1"], log) for n in args.runs}
+        wait_all(procs, time.time() + 150)
+    epochs = {}
+    for name in args.runs:
+        curve = probe / name / "learning_curve.jsonl"
+        seconds = [json.loads(x)["epoch_seconds"] for x in curve.read_text().splitlines()] \
+            if curve.exists() else [5.0]
+        epochs[name] = int(max(10, args.seconds / (max(seconds) * 1.1)))
+        print(f"{name}: {max(seconds):.2f} s/epoch (shared GPU) -> {epochs[name]} epochs",
+              flush=True)
+    shutil.rmtree(probe)
+
+    deadline = time.time() + args.seconds + 60
+    with open(out / "train.log", "w") as log:
+        procs = {n: launch(n, epochs[n], folder, ["checkpoint_every=10"], log)
+                 for n in args.runs}
+        wait_all(procs, deadline)
+    for name in args.runs:
+        (folder / name / "train_state.pt").unlink(missing_ok=True)  # optimizer state
+        if (folder / name / "best").exists():  # the best validation epoch is what ships;
+            (folder / name / "model.safetensors").unlink()  # the last one stays behind
+        curve = folder / name / "learning_curve.jsonl"
+        if curve.exists():
+            print(name, curve.read_text().splitlines()[-1], flush=True)
+    subprocess.run(f"tar -cf - -C runs gpu_joint | split -b 15m -d - {out}/runs.tar.part",
+                   shell=True, check=True)
+    print(f"total {time.time() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
