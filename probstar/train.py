@@ -16,7 +16,9 @@ for every target). The context recipe:
   kept with the star's probability u, or (``labels_only_max``) 1 to that many of them;
 - ``drop_names`` are removed from the training data altogether (a model pre-trained
   without a quantity, to fine-tune on later) and ``input_only`` names are shown but
-  never scored (with ``tied_queries``, a test of requests never trained);
+  never scored (with ``tied_queries``, a test of requests never trained); fine-tuning
+  with ``new_tokens`` then trains only those names' embedding rows (with tied queries,
+  their query too) on a pre-trained model;
 - with ``label_errors``, a label shown as an input never carries its APOGEE error: that
   error says what kind of star it is (ASPCAP errors differ between giants and dwarfs),
   a shortcut that turns "Teff = 4000 +- 30 K" into a different question from
@@ -94,6 +96,8 @@ class TrainConfig:
     train_only: str = ""  # comma-separated parameter-name prefixes that train ("" = all)
     drop_names: str = ""  # comma-separated names removed from the training data (never seen)
     input_only: str = ""  # comma-separated names shown as inputs, never trained as targets
+    new_tokens: str = ""  # comma-separated names whose embedding rows alone train (a new
+    # token added to a trained model: every other weight stays as it is)
     seed: int = 0
     checkpoint_every: int = 5  # epochs
     device: str = "auto"  # "cpu", "cuda" or "auto"
@@ -108,6 +112,9 @@ class TrainConfig:
             if not 0 <= getattr(self, f) <= 1:
                 raise ValueError(f"TrainConfig.{f} must be a probability, got "
                                  f"{getattr(self, f)}")
+        if self.new_tokens and (self.train_only or self.freeze_encoder):
+            raise ValueError("TrainConfig.new_tokens trains those names' embedding rows "
+                             "only: it cannot be combined with train_only / freeze_encoder")
         if self.p_full_spectrum + self.p_no_spectrum > 1:
             raise ValueError("TrainConfig.p_full_spectrum + p_no_spectrum must be <= 1")
 
@@ -332,7 +339,9 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
 
     run_dir = Path(run_dir)
     device = _device(cfg.device)
-    torch.backends.cuda.matmul.allow_tf32 = True  # no effect on CPU
+    # TF32 matmuls (CUDA only) are fast but too coarse for the spectrum head's Cholesky
+    # factor: a from-scratch GPU run with it failed as "not positive-definite".
+    torch.backends.cuda.matmul.allow_tf32 = not cfg.model.spectrum_layers
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -364,6 +373,13 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
     for name, p in net.named_parameters():
         p.requires_grad_(not (cfg.freeze_encoder and name.startswith(ENCODER_PARTS))
                          and (not only or name.startswith(only)))
+    new = torch.zeros(N_SCALARS, dtype=torch.bool, device=device)
+    new[_names(cfg.new_tokens)] = True
+    if new.any():  # only the new names' rows of the scalar embedding get gradients
+        for name, p in net.named_parameters():
+            p.requires_grad_(name.startswith("scalars."))
+            if p.requires_grad:
+                p.register_hook(lambda grad: grad * new.view(-1, *(1,) * (grad.dim() - 1)))
     if not any(p.requires_grad for p in net.parameters()):
         raise ValueError(f"train_only={cfg.train_only!r} matches no parameter")
     scalars_train = any(p.requires_grad for name, p in net.named_parameters()
@@ -381,7 +397,8 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
     joint = torch.tensor([i for i, t in enumerate(trained.tolist())
                           if NAMES[t] in cfg.model.joint_names], device=device)
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr,
-                            weight_decay=cfg.weight_decay)
+                            weight_decay=0.0 if new.any() else cfg.weight_decay)  # (decay
+    # would shrink the frozen rows of a partly trained embedding)
     g = torch.Generator(device=device)
     g.manual_seed(cfg.seed)
     if state is not None:

@@ -186,3 +186,72 @@ def test_fine_tuning_moves_only_what_it_should(tiny_run, train_stars, test_stars
     assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith(moves))
     frozen = [n for n in before if not n.startswith(moves)]
     assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)
+
+
+def test_tied_queries_follow_the_input_embedding():
+    """A tied query is a function of its name's embedding weights: change them, it moves."""
+    net = ProbStarNet(replace(SMALL, tied_queries=True)).eval()
+    assert not hasattr(net, "queries")
+    v, s = random_batch()
+    teff = torch.tensor(index_of(["teff"]))
+    with torch.no_grad():
+        before = net(v, s, teff)
+        net.scalars.bias[teff] += 1.0
+        assert not torch.allclose(net(v, s, teff), before)
+
+
+def test_dropped_and_input_only_names(train_stars, test_stars, tmp_path):
+    """drop_names are never seen (ignored as inputs, refused as requests); input_only
+    names are inputs but no target: asking for one is an unseen request, allowed (with a
+    warning) only when queries are tied to the embeddings."""
+    from probstar import load_model
+
+    cfg = replace(PRESETS["smoke"], epochs=1, batch_size=128, drop_names="alpha_m",
+                  input_only="bp_rp",
+                  model=replace(PRESETS["smoke"].model, tied_queries=True))
+    run = train(cfg, train_stars, test_stars.select(slice(0, 50)), tmp_path / "h",
+                progress=False)
+    model = load_model(run)
+    assert "alpha_m" not in model.input_names and "alpha_m" not in model.trained_names
+    assert "bp_rp" in model.input_names and "bp_rp" not in model.trained_names
+    with pytest.raises(ValueError, match="cannot predict 'alpha_m'"):
+        model.posterior({"teff": [4500.0]}, "alpha_m")
+    with pytest.warns(UserWarning, match="ignoring those inputs"):
+        model.posterior({"teff": [4500.0], "alpha_m": [0.1]}, "logg")
+    with pytest.warns(UserWarning, match="never a training target"):
+        post = model.posterior({"teff": [4500.0]}, "bp_rp")
+    assert np.isfinite(post.median()).all()
+    with pytest.raises(ValueError, match="scalar names"):
+        train(replace(cfg, drop_names="xp_500"), train_stars, test_stars, tmp_path / "x",
+              progress=False)
+
+
+def test_untied_model_refuses_unseen_requests(train_stars, test_stars, tmp_path):
+    cfg = replace(PRESETS["smoke"], epochs=1, batch_size=128, input_only="bp_rp")
+    from probstar import load_model
+
+    model = load_model(train(cfg, train_stars, test_stars.select(slice(0, 50)),
+                             tmp_path / "u", progress=False))
+    with pytest.raises(ValueError, match="cannot predict 'bp_rp'"):
+        model.posterior({"teff": [4500.0]}, "bp_rp")
+
+
+def test_new_tokens_train_only_their_embedding_rows(train_stars, test_stars, tmp_path):
+    """Adding a token: only the new name's embedding rows move, nothing else."""
+    smoke = PRESETS["smoke"]
+    tied = replace(smoke.model, tied_queries=True)
+    base = train(replace(smoke, epochs=1, batch_size=128, drop_names="alpha_m", model=tied),
+                 train_stars, test_stars.select(slice(0, 50)), tmp_path / "base",
+                 progress=False)
+    cfg = replace(smoke, epochs=1, batch_size=128, model=tied, init_from=str(base),
+                  new_tokens="alpha_m", lr=1e-2)
+    run = train(cfg, train_stars, test_stars.select(slice(0, 50)), tmp_path / "ft",
+                progress=False)
+    before, after = (load_checkpoint(r)[0].state_dict() for r in (base, run))
+    (alpha,) = index_of(["alpha_m"])
+    for name in ("scalars.weight", "scalars.bias"):
+        moved = (before[name] != after[name]).flatten(1).any(1)
+        assert moved[alpha] and moved.sum() == 1
+    assert all(torch.equal(before[n], after[n]) for n in before if not n.startswith("scalars."))
+    with pytest.raises(ValueError, match="new_tokens"):
+        TrainConfig(new_tokens="alpha_m", freeze_encoder=True)
