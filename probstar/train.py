@@ -312,7 +312,8 @@ def _names(names: str) -> list[int]:
     listed = [n for n in names.split(",") if n]
     idx = index_of(listed) if listed else []
     if any(i >= N_SCALARS for i in idx):
-        raise ValueError(f"drop_names / input_only take scalar names, got {names!r}")
+        raise ValueError(f"drop_names / input_only / new_tokens take scalar names, got "
+                         f"{names!r}")
     return idx
 
 

@@ -1,11 +1,12 @@
 """MCMC posteriors with the generative direction as likelihood, against the direct
 (amortised) answer, for test-split stars.
 
-    python validation/inverse.py --device cuda --workers 12   # inverse.md and .png
-    python validation/inverse.py --stars 5 --nuts 0 --steps 1200 --burn 400   # a quick look
+    python validation/inverse.py     # inverse.md and .png: ~1 h on 2 cores, 2 stars at once
+    python validation/inverse.py --stars 5 --nuts 0   # a quick look
 
-The committed report ran on a GPU machine (its header says which, and the settings);
-on 2 CPU cores the same run takes hours (about 0.03 s per emcee step of 32 walkers).
+The report's header gives the settings and the machine. ``--device cuda --workers N``
+runs the network on a GPU, but one GPU shared by 12 workers was slower than this: none
+of 50 stars finished 5,000 steps in 290 s (benchmark/NOTES.md).
 
 For each of the first ``--stars`` test stars with APOGEE teff, logg, fe_h and ak:
 
@@ -97,11 +98,11 @@ def main() -> None:
     p.add_argument("--nuts", type=int, default=1, help="stars also sampled with NUTS")
     p.add_argument("--model", default=None)
     p.add_argument("--output", default=str(HERE / "inverse.md"))
-    p.add_argument("--steps", type=int, default=4000, help="emcee steps per walker")
-    p.add_argument("--burn", type=int, default=1000, help="emcee steps dropped")
-    p.add_argument("--nuts-samples", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=1200, help="emcee steps per walker")
+    p.add_argument("--burn", type=int, default=400, help="emcee steps dropped")
+    p.add_argument("--nuts-samples", type=int, default=500)
     p.add_argument("--device", default="cpu", help="where the network runs: cpu or cuda")
-    p.add_argument("--workers", type=int, default=1, help="stars sampled in parallel")
+    p.add_argument("--workers", type=int, default=2, help="stars sampled in parallel")
     p.add_argument("--deadline", type=float, default=float("inf"),
                    help="seconds after which the stars not yet sampled are left out")
     args = p.parse_args()
@@ -128,7 +129,8 @@ def main() -> None:
         pending = pool.imap_unordered(_sample_star, jobs)
         for _ in tqdm(jobs, desc="MCMC", unit="star"):
             try:
-                i, results[i] = pending.next(timeout=max(1.0, stop - time.time()))
+                left = None if np.isinf(stop) else max(1.0, stop - time.time())
+                i, results[i] = pending.next(timeout=left)
             except mp.TimeoutError:
                 print(f"--deadline reached: {len(results)} of {len(jobs)} stars sampled")
                 break
@@ -154,7 +156,8 @@ def main() -> None:
              f"{args.model or 'shipped'}; {len(stars)} test stars, XP spectrum only; "
              f"{machine}, {args.workers} stars at a time, one CPU thread each; emcee 32 "
              f"walkers x {args.steps} steps, the first {args.burn} dropped; NUTS 2 chains x "
-             f"{args.nuts_samples} draws after {args.nuts_samples} warm-up steps). Bar: medians within the combined standard deviation for >= 90% of "
+             f"{args.nuts_samples} draws after {args.nuts_samples} warm-up steps). Bar: "
+             "medians within the combined standard deviation for >= 90% of "
              "(star, parameter) pairs; MCMC R-hat < 1.01, bulk ESS > 400.", "",
              "| parameter | emcee vs amortised: agree | median abs(diff)/combined sd | "
              "max R-hat | min ESS | emcee median sd | amortised median sd | "

@@ -13,8 +13,8 @@ predict (``j_h``), (b) the shipped model, for which ``bp_rp`` was a training tar
 Scores: robust scatter and median bias of the PDF median against the observed colour,
 and the coverage of the central 68% interval of the PDF (not convolved with the
 colour's photometric error: the data set carries none; Gaia BP-RP errors of these bright
-stars are a few mmag, 2MASS J-H a few hundredths). Inputs never include the magnitudes the colour is made of (g, bp, rp
-for bp_rp; j, h, k for j_h).
+stars are a few mmag, 2MASS J-H a few hundredths). Inputs never include the magnitudes
+the colour is made of (g, bp, rp for bp_rp; j, h, k for j_h).
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ def main() -> None:
              f"model ({holdout}) never had `bp_rp` as a training target; the shipped model "
              f"({shipped}) did. Scatter / bias: PDF median minus observed colour (mag). c68: "
              "fraction of stars whose observed colour lies in the central 68% interval of "
-             "the PDF (no photometric errors in the data set to convolve with). Width: median half-width of "
-             "that interval. \"No model\": every star gets the train split's distribution "
-             "(its median, robust scale and quantiles).", "",
+             "the PDF (no photometric errors in the data set to convolve with). Width: "
+             "median half-width of that interval. \"No model\": every star gets the train "
+             "split's distribution (its median, robust scale and quantiles).", "",
              "| question | model | trained on this target | scatter | bias | c68 | width |",
              "|---|---|---|---|---|---|---|"]
     results = {}

@@ -14,9 +14,10 @@ set is permutation invariant). Decoder: one query per requested name cross-atten
 the encoded set; queries never see each other, so the answer for a name does not depend
 on which other names are asked. A query is a learned vector per name, or
 (``tied_queries``) a learned map of the name's own input-embedding weights, so that a
-name only ever given as an input can still be asked for (an "unseen request"). Heads turn the decoder outputs
-into distributions: 1-D per name (Gaussian, Gaussian mixture) or joint over several
-names (a normalizing flow); all share the network, and a model can carry several.
+name only ever given as an input can still be asked for (an "unseen request"). Heads
+turn the decoder outputs into distributions: 1-D per name (Gaussian, Gaussian mixture)
+or joint over several names (a normalizing flow); all share the network, and a model
+can carry several.
 The spectrum head (``model/spectrum.py``) reads the encoded set with its own region
 queries and returns a distribution over the XP pixels.
 """
