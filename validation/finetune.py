@@ -18,13 +18,17 @@ train star) is the reference. Caveat: the pre-trained model's normalisation cons
 (median and scale of each column over the train split) include alpha_m's.
 
     python validation/finetune.py       # -> validation/finetune.md, finetune.png (~20 min)
+    python validation/finetune.py --sizes 3000 --steps 800 --modes "all weights" \
+        "from scratch" --output validation/finetune_long.md   # more steps (~20 min)
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import shutil
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -87,7 +91,10 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", type=int, nargs="+", default=[30, 100, 300, 1000, 3000])
     p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    p.add_argument("--output", default=str(HERE / "finetune.md"))
     args = p.parse_args()
+    modes = {m: MODES[m] for m in args.modes}
     t0 = time.time()
     torch.set_num_threads(2)
     trainset, val, test = load_split("train"), load_split("validation"), load_split("test")
@@ -98,7 +105,7 @@ def main() -> None:
     for n in args.sizes:
         stars = trainset.select(np.sort(np.random.default_rng(0).choice(labelled, n, False)))
         scores = {mode: run(base, stars, val, test, args.steps,
-                            RUNS / f"{mode.replace(' ', '_')}_{n}", mode) for mode in MODES}
+                            RUNS / f"{mode.replace(' ', '_')}_{n}", mode) for mode in modes}
         xgb = fit_xgboost(stars, val, targets=("alpha_m",), n_estimators=300, verbose=False)
         xgb_scatter = robust_scatter(test.column("alpha_m"),
                                      predict_xgboost(xgb, test)["alpha_m"])
@@ -106,17 +113,18 @@ def main() -> None:
         print(n, scores, xgb_scatter, flush=True)
 
     lines = ["# Fine-tuning a new token: [alpha/M] from few labelled stars", "",
-             f"`python validation/finetune.py` (test split, {len(test)} stars, "
+             f"`{shlex.join(['python', 'validation/finetune.py', *sys.argv[1:]])}` "
+             f"(test split, {len(test)} stars, "
              f"{np.isfinite(test.column('alpha_m')).sum()} with [alpha/M]; {args.steps} "
              "optimizer steps per run, batch min(N, 128), seed 0; peak learning rates "
-             + ", ".join(f"{m} {v['lr']:g}" for m, v in MODES.items()) + "). "
+             + ", ".join(f"{m} {v['lr']:g}" for m, v in modes.items()) + "). "
              "Pre-trained: `benchmark/results/holdout`, which never saw alpha_m. "
              "Robust scatter (dex) of the median [alpha/M] from XP + colours against "
              "APOGEE; c68: coverage of the central 68% interval convolved with the label "
              "error (ideal 0.68). XGBoost: 300 trees on the same N stars and inputs.", "",
-             "| labelled stars N | " + " | ".join(f"{m}: scatter | c68" for m in MODES)
+             "| labelled stars N | " + " | ".join(f"{m}: scatter | c68" for m in modes)
              + " | XGBoost scatter | seconds per run |",
-             "|---|" + "---|---|" * len(MODES) + "---|---|"]
+             "|---|" + "---|---|" * len(modes) + "---|---|"]
     for n, scores, xgb in rows:
         cells = " | ".join(f"{s['scatter']:.4f} | {s['c68']:.3f}" for s in scores.values())
         seconds = " / ".join(f"{s['seconds']:.0f}" for s in scores.values())
@@ -129,7 +137,7 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4.2), constrained_layout=True)
     sizes = [r[0] for r in rows]
-    for mode, marker in zip(MODES, "osD"):
+    for mode, marker in zip(modes, "osD"):
         ax.plot(sizes, [r[1][mode]["scatter"] for r in rows], marker + "-", label=mode)
     ax.plot(sizes, [r[2] for r in rows], "^-", label="XGBoost from scratch")
     ax.axhline(shipped["scatter"], color="k", ls="--", lw=0.8,
@@ -137,10 +145,11 @@ def main() -> None:
     ax.set(xscale="log", xlabel="labelled stars N", ylabel="[alpha/M] robust scatter [dex]",
            title="[alpha/M] from XP + colours, test split")
     ax.legend(fontsize=8)
-    fig.savefig(HERE / "finetune.png", dpi=110)
-    lines += ["", "![fine-tuning](finetune.png)", "", f"Total {time.time() - t0:.0f} s on 2 "
-              "threads."]
-    (HERE / "finetune.md").write_text("\n".join(lines) + "\n")
+    out = Path(args.output)
+    fig.savefig(out.with_suffix(".png"), dpi=110)
+    lines += ["", f"![fine-tuning]({out.with_suffix('.png').name})", "",
+              f"Total {time.time() - t0:.0f} s on 2 threads."]
+    out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
