@@ -18,8 +18,8 @@ train star) is the reference. Caveat: the pre-trained model's normalisation cons
 (median and scale of each column over the train split) include alpha_m's.
 
     python validation/finetune.py       # -> validation/finetune.md, finetune.png (~20 min)
-    python validation/finetune.py --sizes 3000 --steps 800 --modes "all weights" \
-        "from scratch" --output validation/finetune_long.md   # more steps (~20 min)
+    cd validation && python finetune.py --sizes 3000 --steps 800 --modes "all weights" \
+        "from scratch" --output finetune_long.md   # more steps (~22 min)
 """
 
 from __future__ import annotations
