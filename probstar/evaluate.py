@@ -16,8 +16,8 @@ from .vocab import XP_NAMES
 
 MAD_TO_STD = 1.482602218505602  # 1 / Phi^-1(3/4), as astropy.stats.mad_std
 
-__all__ = ["robust_scatter", "median_bias", "predicted_medians", "accuracy_rows", "INPUT_SETS",
-           "format_table"]
+__all__ = ["robust_scatter", "median_bias", "predicted_medians", "answer_scores",
+           "accuracy_rows", "INPUT_SETS", "format_table"]
 
 #: Named input sets for reduced-input evaluations.
 INPUT_SETS: dict[str, tuple[str, ...]] = {
@@ -49,6 +49,23 @@ def predicted_medians(model, obs: Observations, inputs: Sequence[str],
     post = model.posterior(obs.only(inputs), targets, head or model.default_head)
     median = post.median()
     return {name: median[:, post.names.index(name)] for name in targets}
+
+
+def answer_scores(model, obs: Observations, inputs: Sequence[str], name: str,
+                  noise: np.ndarray | None = None, n_draws: int = 500) -> dict:
+    """The raw (not recalibrated) mixture answer for ``name`` seeing only ``inputs``,
+    scored against the labels of ``obs``: median per star, robust scatter and bias of
+    it, coverage of the central 68% interval (``noise``: label errors to convolve
+    with), and the median half-width of that interval."""
+    from .calibration import coverage, pit
+
+    truth = obs.column(name)
+    post = model.posterior(obs.only(inputs), name, head="mixture", calibrated=False)
+    u = pit(post.sample(n_draws, seed=0)[..., 0], truth, noise)
+    median = post.median()[:, 0]
+    return {"median": median, "scatter": robust_scatter(truth, median),
+            "bias": median_bias(truth, median), "c68": float(coverage(u, [0.68])[0]),
+            "width": float(np.nanmedian(post.quantile(0.84) - post.quantile(0.16)) / 2)}
 
 
 def accuracy_rows(label: str, obs: Observations, predictions: dict[str, np.ndarray],

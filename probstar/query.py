@@ -217,7 +217,7 @@ class Model:
         head for XP pixels.
         """
         if head is None:
-            pixels = max(self._request(request)) >= N_SCALARS
+            pixels = max(index_of(request)) >= N_SCALARS  # (posterior() checks it)
             head = "spectrum" if pixels else self.default_head
         return self.posterior(data, request, head, ignore).summary()
 

@@ -73,10 +73,11 @@ def spectrum_nll(post: Posterior, obs: Observations) -> np.ndarray:
     flux, err = observed(post, obs)
     complete = np.isfinite(flux).all(1)
     scale = post.scale.cpu().numpy()
-    y = torch.as_tensor((np.nan_to_num(flux) - post.loc.cpu().numpy()) / scale)
-    noise = torch.as_tensor(np.nan_to_num(err, nan=0.0) / scale) ** 2
+    y = torch.as_tensor((np.nan_to_num(flux) - post.loc.cpu().numpy()) / scale).to(base.loc)
+    noise = (torch.as_tensor(np.nan_to_num(err, nan=0.0) / scale) ** 2).to(base.loc)
     with torch.no_grad():
-        nll = -with_noise(base, noise.to(base.loc)).log_prob(y.to(base.loc)).double().cpu().numpy() + np.log(scale).sum()
+        nll = -with_noise(base, noise).log_prob(y).double().cpu().numpy()
+    nll += np.log(scale).sum()
     return np.where(complete, nll / flux.shape[1], np.nan)
 
 

@@ -371,16 +371,16 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
             norm = Normalization.fit(train_obs.values)
     net.to(device)
     only = tuple(filter(None, cfg.train_only.split(",")))
-    for name, p in net.named_parameters():
-        p.requires_grad_(not (cfg.freeze_encoder and name.startswith(ENCODER_PARTS))
-                         and (not only or name.startswith(only)))
     new = torch.zeros(N_SCALARS, dtype=torch.bool, device=device)
     new[_names(cfg.new_tokens)] = True
-    if new.any():  # only the new names' rows of the scalar embedding get gradients
-        for name, p in net.named_parameters():
+    for name, p in net.named_parameters():
+        if new.any():  # only the new names' rows of the scalar embedding get gradients
             p.requires_grad_(name.startswith("scalars."))
             if p.requires_grad:
                 p.register_hook(lambda grad: grad * new.view(-1, *(1,) * (grad.dim() - 1)))
+        else:
+            p.requires_grad_(not (cfg.freeze_encoder and name.startswith(ENCODER_PARTS))
+                             and (not only or name.startswith(only)))
     if not any(p.requires_grad for p in net.parameters()):
         raise ValueError(f"train_only={cfg.train_only!r} matches no parameter")
     scalars_train = any(p.requires_grad for name, p in net.named_parameters()

@@ -41,10 +41,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from probstar import load_model  # noqa: E402
-from probstar.calibration import coverage, label_errors, pit  # noqa: E402
+from probstar.calibration import label_errors  # noqa: E402
 from probstar.checkpoint import load_checkpoint  # noqa: E402
 from probstar.data import load_split  # noqa: E402
-from probstar.evaluate import INPUT_SETS, robust_scatter  # noqa: E402
+from probstar.evaluate import INPUT_SETS, answer_scores, robust_scatter  # noqa: E402
 from probstar.train import TrainConfig, train  # noqa: E402
 from probstar.vocab import index_of  # noqa: E402
 
@@ -58,12 +58,8 @@ INPUTS = INPUT_SETS["xp+colours"]
 
 def alpha_scores(model, test) -> dict:
     """Scatter and 68% coverage of [alpha/M] from XP + colours on ``test``."""
-    truth = test.column("alpha_m")
-    post = model.posterior(test.only(INPUTS), "alpha_m", head="mixture", calibrated=False)
-    draws = post.sample(500, seed=0)[..., 0]
-    u = pit(draws, truth, label_errors(test.errors[:, index_of("alpha_m")[0]]))
-    return {"scatter": robust_scatter(truth, post.median()[:, 0]),
-            "c68": float(coverage(u, [0.68])[0])}
+    noise = label_errors(test.errors[:, index_of("alpha_m")[0]])
+    return answer_scores(model, test, INPUTS, "alpha_m", noise)
 
 
 #: How each mode trains (peak learning rates fixed beforehand, not tuned on the test).
