@@ -17,7 +17,6 @@ import torch
 
 from gpu_session import BASE, VARIANTS  # same folder
 
-from probstar.cli import _overrides
 from probstar.data import load_split
 from probstar.model import ProbStarNet
 from probstar.train import PRESETS, train
@@ -31,7 +30,7 @@ def main():
     val = load_split("validation").select(slice(0, 256))
     print("| variant | training stars/s (2 CPU threads) | parameters |\n|---|---|---|")
     for name, sets in RUNS.items():
-        cfg = replace(_overrides(PRESETS["cpu"], sets), epochs=2, checkpoint_every=1)
+        cfg = replace(PRESETS["cpu"].with_settings(sets), epochs=2, checkpoint_every=1)
         with tempfile.TemporaryDirectory() as run:
             train(cfg, stars, val, run, progress=False)
             curve = [json.loads(x) for x in (Path(run) / "learning_curve.jsonl").open()]

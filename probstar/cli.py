@@ -10,34 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["main"]
-
-
-def _overrides(cfg, pairs: list[str]):
-    """Apply ``key=value`` overrides to a TrainConfig (model fields included)."""
-    from .train import TrainConfig
-
-    model_fields = {f.name: f for f in fields(cfg.model)}
-    train_fields = {f.name: f for f in fields(TrainConfig) if f.name != "model"}
-    model_kw, train_kw = {}, {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects key=value, got {pair!r}")
-        field = model_fields.get(key) or train_fields.get(key)
-        if field is None:
-            raise ValueError(f"--set: unknown setting {key!r}; settings: "
-                             f"{', '.join(sorted({**model_fields, **train_fields}))}")
-        kind = type(getattr(cfg.model if key in model_fields else cfg, key))
-        value = text.lower() in ("1", "true", "yes") if kind is bool else \
-            tuple(filter(None, text.split(","))) if kind is tuple else kind(text)
-        (model_kw if key in model_fields else train_kw)[key] = value
-    return replace(cfg, model=replace(cfg.model, **model_kw), **train_kw)
 
 
 def cmd_train(args) -> None:
@@ -50,7 +28,7 @@ def cmd_train(args) -> None:
         cfg = replace(cfg, epochs=args.epochs)
     if args.seed is not None:
         cfg = replace(cfg, seed=args.seed)
-    cfg = _overrides(cfg, args.set or [])
+    cfg = cfg.with_settings(args.set or [])
     obs = load_library()
     train_obs, val_obs = (obs.select(split_mask(obs.ids, s)) for s in ("train", "validation"))
     print(f"training preset {args.preset!r} on {len(train_obs)} stars "

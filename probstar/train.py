@@ -47,7 +47,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +126,25 @@ class TrainConfig:
         d = dict(d)
         return cls(model=ModelConfig.from_dict(d.pop("model")), **d)
 
+    def with_settings(self, pairs: list[str]) -> "TrainConfig":
+        """A copy with ``key=value`` settings applied (model fields included; tuples
+        comma-separated), as ``probstar train --set`` takes them."""
+        model_fields = {f.name for f in fields(self.model)}
+        train_fields = {f.name for f in fields(self)} - {"model"}
+        model_kw, train_kw = {}, {}
+        for pair in pairs:
+            key, sep, text = pair.partition("=")
+            if not sep:
+                raise ValueError(f"--set expects key=value, got {pair!r}")
+            if key not in model_fields | train_fields:
+                raise ValueError(f"--set: unknown setting {key!r}; settings: "
+                                 f"{', '.join(sorted(model_fields | train_fields))}")
+            kind = type(getattr(self.model if key in model_fields else self, key))
+            value = text.lower() in ("1", "true", "yes") if kind is bool else \
+                tuple(filter(None, text.split(","))) if kind is tuple else kind(text)
+            (model_kw if key in model_fields else train_kw)[key] = value
+        return replace(self, model=replace(self.model, **model_kw), **train_kw)
+
 
 PRESETS: dict[str, TrainConfig] = {
     # 2 CPU cores: few tokens (4 XP regions), shallow and narrow, trained mostly on the
@@ -144,6 +163,13 @@ PRESETS: dict[str, TrainConfig] = {
                        epochs=8, batch_size=512, lr=1e-3, p_full_spectrum=0.0,
                        p_no_spectrum=1.0, p_labels_only=0.5, labels_only_max=2,
                        label_errors=True, checkpoint_every=1, threads=2),
+    # The simulated population on one GPU (benchmark/gpu_simulated.py): the shipped
+    # simulated model. Wider and deeper, larger batches, millions of stars.
+    "sim_gpu": TrainConfig(ModelConfig(dim=192, heads=6, encoder_layers=4, decoder_layers=2,
+                                       xp_regions=1, region_hidden=16),
+                           epochs=20, batch_size=2048, lr=1e-3, p_full_spectrum=0.0,
+                           p_no_spectrum=1.0, p_labels_only=0.5, labels_only_max=2,
+                           label_errors=True, checkpoint_every=1),
     # Seconds: for tests and a first look.
     "smoke": TrainConfig(ModelConfig(dim=32, heads=2, encoder_layers=1, decoder_layers=1,
                                      region_hidden=32), epochs=2, batch_size=256,

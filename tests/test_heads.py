@@ -147,3 +147,30 @@ def test_joint_subsets_draw_from_eligible_columns_only():
         assert (cols.diff(dim=1) > 0).all()  # distinct, in increasing order
         sizes.add(cols.shape[1])
     assert sizes == {1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_sync_free_spline_equals_nflows(inverse):
+    """The flow head's spline gives nflows' numbers, tails included, and its gradients."""
+    from nflows.transforms.splines.rational_quadratic import \
+        unconstrained_rational_quadratic_spline
+
+    from probstar.model.spline import rational_quadratic_spline
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(5000, generator=g) * 4).requires_grad_()  # ~20% beyond the bound
+    w, h = (torch.randn(5000, 8, generator=g) for _ in range(2))
+    d = torch.randn(5000, 7, generator=g).requires_grad_()
+    ours = rational_quadratic_spline(x, w, h, d, inverse=inverse, bound=5.0)
+    theirs = unconstrained_rational_quadratic_spline(x, w, h, d.clone(), inverse=inverse,
+                                                     tails="linear", tail_bound=5.0)
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b)
+    grads = [torch.autograd.grad(sum(o.sum() for o in out), (x, d))
+             for out in (ours, theirs)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)  # summation order
+    there = rational_quadratic_spline(ours[0].detach(), w, h, d.detach(),
+                                      inverse=not inverse, bound=5.0)
+    torch.testing.assert_close(there[0], x.detach(), atol=1e-3, rtol=0)  # a bijection
+    torch.testing.assert_close(there[1], -ours[1].detach(), atol=1e-3, rtol=0)

@@ -170,12 +170,11 @@ def test_posterior_shapes_and_reproducible_samples(model, test_stars):
 
 def test_cli_set_parses_each_field_type():
     """--set key=value: booleans, numbers, strings and comma-separated tuples."""
-    from probstar.cli import _overrides
     from probstar.train import PRESETS
 
-    cfg = _overrides(PRESETS["smoke"], ["tied_queries=true", "outputs=gaussian,mixture",
-                                        "lr=2e-4", "epochs=3", "drop_names=alpha_m"])
+    cfg = PRESETS["smoke"].with_settings(["tied_queries=true", "outputs=gaussian,mixture",
+                                          "lr=2e-4", "epochs=3", "drop_names=alpha_m"])
     assert cfg.model.tied_queries is True and cfg.model.outputs == ("gaussian", "mixture")
     assert (cfg.lr, cfg.epochs, cfg.drop_names) == (2e-4, 3, "alpha_m")
     with pytest.raises(ValueError, match="unknown setting 'depth'"):
-        _overrides(PRESETS["smoke"], ["depth=3"])
+        PRESETS["smoke"].with_settings(["depth=3"])

@@ -61,9 +61,9 @@ STAGE_LRS = (1e-3, 3e-4)  # peak learning rate of each training stage
 
 
 def train_model(out: Path, seed: int = 0) -> None:
-    """Train the simulated-population model into ``out``: the ``sim`` preset, then the
-    same again at a lower peak learning rate from its weights, each stage on a fresh
-    population (N_TRAIN stars), then the recalibration."""
+    """Train the simulated-population model into ``out`` on CPU cores: the ``sim``
+    preset, then the same again at a lower peak learning rate from its weights, each
+    stage on a fresh population (N_TRAIN stars), then the recalibration."""
     val_obs, _ = simulate(5000, seed=seed + 1)
     start = ""
     for stage, lr in enumerate(STAGE_LRS, 1):
@@ -72,10 +72,16 @@ def train_model(out: Path, seed: int = 0) -> None:
         cfg = replace(PRESETS["sim"], lr=lr, init_from=start, seed=seed + stage - 1)
         train(cfg, train_obs, val_obs, run, data_hash=data_hash(train_obs))
         start = str(run / "best")
+    install(Path(start), out, val_obs)
+
+
+def install(trained: Path, out: Path, validation: Observations) -> None:
+    """Copy a trained checkpoint (e.g. ``best/`` of benchmark/gpu_simulated.py) into
+    ``out`` and fit its recalibration there."""
     out.mkdir(parents=True, exist_ok=True)
     for f in ("model.safetensors", "config.json"):
-        shutil.copy(Path(start) / f, out / f)
-    recalibrate(out, val_obs)
+        shutil.copy(trained / f, out / f)
+    recalibrate(out, validation)
 
 
 def recalibrate(folder: Path, validation: Observations, seed: int = 1) -> None:
@@ -150,7 +156,11 @@ def coverage_by_truth(model, pool, n: int, seed: int) -> dict[str, np.ndarray]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train", action="store_true", help="retrain the simulated model first")
+    first = p.add_mutually_exclusive_group()
+    first.add_argument("--train", action="store_true",
+                       help="first retrain the simulated model on the CPU (sim preset)")
+    first.add_argument("--install", metavar="CHECKPOINT", help="first copy a trained "
+                       "checkpoint into --model and recalibrate it there")
     p.add_argument("--model", default=str(SHIPPED))
     p.add_argument("--output", default=str(HERE / "simulation.md"))
     args = p.parse_args()
@@ -158,6 +168,8 @@ def main() -> None:
     t0 = time.perf_counter()
     if args.train:
         train_model(Path(args.model))
+    if args.install:
+        install(Path(args.install), Path(args.model), simulate(5000, seed=1)[0])
     model = load_model(args.model)
     out_path = Path(args.output)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,7 +195,8 @@ def main() -> None:
     figure({head: ranks for head, (ranks, _) in sbc_heads.items()}, rows,
            out_path.with_suffix(".png"))
 
-    command = "python validation/simulation.py" + (" --train" if args.train else "")
+    command = "python validation/simulation.py" + (" --train" if args.train else "") + \
+        (f" --install {args.install}" if args.install else "")
     out = [f"# Calibration against exact answers (simulated population)\n",
            f"`{command}` ({model}; {time.perf_counter() - t0:.0f} s on 2 threads)\n",
            f"## 1. Simulation-based calibration ({N_SBC} fresh stars, photometry + parallax, "

