@@ -13,7 +13,7 @@ candidate. Run from the repository root, with a cache holding the simulator's in
     PROBSTAR_CACHE=.gpu_sim python benchmark/gpu_simulated.py --out OUT_DIR           # there
 
 Each run's best validation checkpoint (``best/``) and learning curve land in OUT_DIR.
-Then, on any machine, ``python validation/simulation.py --recalibrate RUN/best`` fits the
+Then, on any machine, ``python validation/simulation.py --install RUN/best`` fits the
 recalibration and writes the report.
 """
 

