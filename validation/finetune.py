@@ -20,6 +20,8 @@ train star) is the reference. Caveat: the pre-trained model's normalisation cons
     python validation/finetune.py       # -> validation/finetune.md, finetune.png (~20 min)
     cd validation && python finetune.py --sizes 3000 --steps 800 --modes "all weights" \
         "from scratch" --output finetune_long.md   # more steps (~22 min)
+    cd validation && python finetune.py --sizes 100 300 1000 --steps 800 --modes \
+        "all weights" "from scratch" --output finetune_curve.md   # against N (~47 min)
 """
 
 from __future__ import annotations
