@@ -30,9 +30,9 @@ import numpy as np
 
 from probstar.data.library import data_hash
 from probstar.data.observations import Observations
+from probstar.model.network import N_SCALARS
 from probstar.simulate import simulate
 from probstar.train import PRESETS, train
-from probstar.model.network import N_SCALARS
 
 RUNS = {  # name: model settings that differ from the sim_gpu preset's
     "sim_gpu": {},

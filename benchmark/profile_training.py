@@ -4,8 +4,9 @@
     python benchmark/profile_training.py --preset gpu --data real --steps 30 --device cuda
 
 Trains one epoch of ``--steps`` batches (simulated stars, or the real train split) with
-``probstar.train.train`` itself, under the profiler, after a warm-up epoch, and prints
-the wall time per step and the operators that take the most device and host time.
+``probstar.train.train`` itself: a warm-up epoch gives the throughput (stars/s, no
+profiler), a second one runs under the profiler, which prints the operators that take
+the most device and host time (its counts include the epoch's validation pass).
 """
 
 import argparse

@@ -163,8 +163,9 @@ PRESETS: dict[str, TrainConfig] = {
                        epochs=8, batch_size=512, lr=1e-3, p_full_spectrum=0.0,
                        p_no_spectrum=1.0, p_labels_only=0.5, labels_only_max=2,
                        label_errors=True, checkpoint_every=1, threads=2),
-    # The simulated population on one GPU (benchmark/gpu_simulated.py): the shipped
-    # simulated model. Wider and deeper, larger batches, millions of stars.
+    # The simulated population on one GPU (benchmark/gpu_simulated.py): wider and deeper,
+    # larger batches, millions of stars. One epoch on an H100 did not yet beat the `sim`
+    # model that ships (benchmark/NOTES.md, "GPU session 4").
     "sim_gpu": TrainConfig(ModelConfig(dim=192, heads=6, encoder_layers=4, decoder_layers=2,
                                        xp_regions=1, region_hidden=16),
                            epochs=20, batch_size=2048, lr=1e-3, p_full_spectrum=0.0,
