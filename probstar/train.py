@@ -140,8 +140,12 @@ class TrainConfig:
                 raise ValueError(f"--set: unknown setting {key!r}; settings: "
                                  f"{', '.join(sorted(model_fields | train_fields))}")
             kind = type(getattr(self.model if key in model_fields else self, key))
-            value = text.lower() in ("1", "true", "yes") if kind is bool else \
-                tuple(filter(None, text.split(","))) if kind is tuple else kind(text)
+            try:
+                value = text.lower() in ("1", "true", "yes") if kind is bool else \
+                    tuple(filter(None, text.split(","))) if kind is tuple else kind(text)
+            except ValueError:
+                raise ValueError(f"--set {key}: expected {kind.__name__}, got {text!r}") \
+                    from None
             (model_kw if key in model_fields else train_kw)[key] = value
         return replace(self, model=replace(self.model, **model_kw), **train_kw)
 

@@ -178,3 +178,5 @@ def test_cli_set_parses_each_field_type():
     assert (cfg.lr, cfg.epochs, cfg.drop_names) == (2e-4, 3, "alpha_m")
     with pytest.raises(ValueError, match="unknown setting 'depth'"):
         PRESETS["smoke"].with_settings(["depth=3"])
+    with pytest.raises(ValueError, match="--set dim: expected int, got 'abc'"):
+        PRESETS["smoke"].with_settings(["dim=abc"])
