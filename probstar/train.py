@@ -404,8 +404,9 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
     only = tuple(filter(None, cfg.train_only.split(",")))
     new = torch.zeros(N_SCALARS, dtype=torch.bool, device=device)
     new[_names(cfg.new_tokens)] = True
+    tune_new = bool(new.any())
     for name, p in net.named_parameters():
-        if new.any():  # only the new names' rows of the scalar embedding get gradients
+        if tune_new:  # only the new names' rows of the scalar embedding get gradients
             p.requires_grad_(name.startswith("scalars."))
             if p.requires_grad:
                 p.register_hook(lambda grad: grad * new.view(-1, *(1,) * (grad.dim() - 1)))
@@ -429,7 +430,7 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
     joint = torch.tensor([i for i, t in enumerate(trained.tolist())
                           if NAMES[t] in cfg.model.joint_names], device=device)
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr,
-                            weight_decay=0.0 if new.any() else cfg.weight_decay)  # (decay
+                            weight_decay=0.0 if tune_new else cfg.weight_decay)  # (decay
     # would shrink the frozen rows of a partly trained embedding)
     g = torch.Generator(device=device)
     g.manual_seed(cfg.seed)

@@ -81,17 +81,14 @@ def test_cached_inputs_simulate_the_same_stars(population, tmp_path, monkeypatch
     import probstar.simulate as sim
 
     monkeypatch.setenv("PROBSTAR_CACHE", str(tmp_path))
-    for fn in (sim.isochrone_grid, sim._extinction_ratios):
-        fn.cache_clear()
+    sim._simulator_inputs.cache_clear()
     try:
         built, _ = simulate(3000, seed=5)  # reads the packages, writes the cache
         assert list(tmp_path.glob("simulator_inputs_*.npz"))
-        for fn in (sim.isochrone_grid, sim._extinction_ratios):
-            fn.cache_clear()
+        sim._simulator_inputs.cache_clear()
         monkeypatch.setattr(sim, "_read_parsec", None)  # the cache must be used now
         cached, _ = simulate(3000, seed=5)
     finally:
-        for fn in (sim.isochrone_grid, sim._extinction_ratios):
-            fn.cache_clear()
+        sim._simulator_inputs.cache_clear()
     np.testing.assert_array_equal(built.values, population[0].values)
     np.testing.assert_array_equal(cached.values, population[0].values)

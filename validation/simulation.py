@@ -60,13 +60,19 @@ TEFFS = (3700.0, 4000.0, 4300.0, 4700.0, 5200.0)
 TEFF_ERR, GIANT_LOGG = 30.0, 3.5
 N_TRAIN, N_SBC, N_RANK_DRAWS, N_EXACT = 500_000, 1000, 999, 1_000_000
 STAGE_LRS = (1e-3, 3e-4)  # peak learning rate of each training stage
+VALIDATION_SEED = 1  # 5,000 simulated validation stars (benchmark/gpu_simulated.py's too)
+
+
+def validation_stars() -> Observations:
+    """The simulated validation stars: best-checkpoint choice and recalibration."""
+    return simulate(5000, seed=VALIDATION_SEED)[0]
 
 
 def train_model(out: Path, seed: int = 0) -> None:
     """Train the simulated-population model into ``out`` on CPU cores: the ``sim``
     preset, then the same again at a lower peak learning rate from its weights, each
     stage on a fresh population (N_TRAIN stars), then the recalibration."""
-    val_obs, _ = simulate(5000, seed=seed + 1)
+    val_obs = validation_stars()
     start = ""
     for stage, lr in enumerate(STAGE_LRS, 1):
         train_obs, _ = simulate(N_TRAIN, seed=seed + 10 * (stage - 1))
@@ -171,7 +177,7 @@ def main() -> None:
     if args.train:
         train_model(Path(args.model))
     if args.install:
-        install(Path(args.install), Path(args.model), simulate(5000, seed=1)[0])
+        install(Path(args.install), Path(args.model), validation_stars())
     model = load_model(args.model)
     out_path = Path(args.output)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -75,10 +75,13 @@ class SplineAutoregressiveTransform(MaskedPiecewiseRationalQuadraticAutoregressi
     """nflows' masked rational-quadratic autoregressive transform (linear tails), same
     parameters and numbers, with :func:`rational_quadratic_spline` as its spline."""
 
-    def _elementwise(self, inputs: Tensor, autoregressive_params: Tensor,
-                     inverse: bool = False) -> tuple[Tensor, Tensor]:
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         if self.tails != "linear":
             raise ValueError("SplineAutoregressiveTransform has linear tails only")
+
+    def _elementwise(self, inputs: Tensor, autoregressive_params: Tensor,
+                     inverse: bool = False) -> tuple[Tensor, Tensor]:
         # (nflows would divide widths and heights by sqrt(hidden) for a conditioner with a
         # ``hidden_features`` attribute; its MADE has none, so neither does this)
         k = self.num_bins
