@@ -136,14 +136,18 @@ class SpectrumLikelihood:
 
     ``flux`` and ``flux_err`` are the star's 343 median-normalised XP pixels and their
     errors (NaN = not observed, left out of the likelihood). ``temperature`` > 1 tempers
-    the likelihood (module docstring); 1 is the model's likelihood as it is.
+    the likelihood (module docstring); 1 is the model's likelihood as it is; default: the
+    temperature stored with the model (``model.likelihood_temperature``).
     """
 
     def __init__(self, model: Model, flux: np.ndarray, flux_err: np.ndarray,
-                 parameters: Sequence[str] = PARAMETERS, temperature: float = 1.0) -> None:
+                 parameters: Sequence[str] = PARAMETERS,
+                 temperature: float | None = None) -> None:
         if not model.has_spectrum:
             raise ValueError("this model has no spectrum head: it gives no likelihood for "
                              "a spectrum")
+        if temperature is None:
+            temperature = model.likelihood_temperature
         if not np.isfinite(temperature) or temperature <= 0:
             raise ValueError(f"temperature must be a positive number, got {temperature}")
         self.model, self.parameters = model, tuple(parameters)

@@ -71,6 +71,12 @@ class Model:
         self.input_names = tuple(meta.get("input_names", self.trained_names))
         self.recalibration = Recalibration.from_dict(meta.get("recalibration", {}))
         self.spectrum_widths = check_width_scales(meta.get("spectrum_widths", {}))
+        #: the spectrum likelihood's temperature (probstar.inverse.fit_temperature); 1 = none
+        self.likelihood_temperature = meta.get("likelihood_temperature", 1.0)
+        if not isinstance(self.likelihood_temperature, (int, float)) or \
+                not np.isfinite(self.likelihood_temperature) or self.likelihood_temperature <= 0:
+            raise ValueError(f"likelihood_temperature must be a positive number, got "
+                             f"{self.likelihood_temperature!r}")
         self._untrained = torch.tensor(
             [n not in self.input_names and i < N_SCALARS for i, n in enumerate(NAMES)])
 

@@ -1,7 +1,7 @@
 """MCMC posteriors with the generative direction as likelihood, against the direct
 (amortised) answer, for test-split stars.
 
-    python validation/inverse.py     # inverse.md and .png: ~80 min on 2 cores
+    python validation/inverse.py --store   # inverse.md and .png: ~80 min on 2 cores
     python validation/inverse.py --stars 4 --calibration-stars 5 --steps 400 --burn 100
                                      # a quick look
 
@@ -48,12 +48,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from probstar.checkpoint import update_config
 from probstar.data import load_split
 from probstar.evaluate import robust_scatter
 from probstar.inverse import (PARAMETERS, Prior, SpectrumLikelihood, fit_temperature,
                               run_emcee, run_nuts)
 from probstar.plots import axis_label
-from probstar.query import load_model
+from probstar.query import load_model, shipped_model_path
 from probstar.vocab import index_of
 
 HERE = Path(__file__).resolve().parent
@@ -115,6 +116,9 @@ def main() -> None:
                    help="validation stars the likelihood temperature is fitted on")
     p.add_argument("--temperature", type=float, default=None,
                    help="use this temperature instead of fitting one")
+    p.add_argument("--store", action="store_true",
+                   help="store the fitted temperature in the model folder's config.json, "
+                        "where SpectrumLikelihood finds it by default")
     p.add_argument("--nuts", type=int, default=0, help="stars also sampled with NUTS")
     p.add_argument("--model", default=None)
     p.add_argument("--output", default=str(HERE / "inverse.md"))
@@ -144,6 +148,9 @@ def main() -> None:
         temperature, fitted = fit_temperature(
             model, complete("validation", args.calibration_stars), prior,
             temperatures=(1, 4, 16, 32, 48, 64, 96), progress=True)
+        if args.store:
+            update_config(args.model or shipped_model_path(),
+                          likelihood_temperature=temperature)
     else:
         temperature = args.temperature
     t_fit = time.perf_counter() - t0
@@ -189,6 +196,7 @@ def main() -> None:
     command = (f"python validation/inverse.py --stars {args.stars} --calibration-stars "
                f"{args.calibration_stars}"
                + (f" --temperature {args.temperature:g}" if args.temperature else "")
+               + (" --store" if args.store else "")
                + f" --nuts {args.nuts} --steps {args.steps} --burn {args.burn} "
                f"--nuts-samples {args.nuts_samples} --device {args.device} --workers "
                f"{args.workers}")
@@ -209,7 +217,9 @@ def main() -> None:
                   "| T | " + " | ".join(f"{t:g}" for t in fitted) + " |",
                   "|---|" + "---|" * len(fitted),
                   "| coverage | " + " | ".join(f"{c:.3f}" for c in fitted.values()) + " |",
-                  "", f"Chosen: **T = {temperature:g}** (closest to 0.68). At T = 1 the "
+                  "", f"Chosen: **T = {temperature:g}** (closest to 0.68)"
+                  + (", stored in the model's config.json" if args.store else "") +
+                  ". At T = 1 the "
                   "likelihood is too sharp and off target: 343 pixels count as more "
                   "independent evidence than they are.", ""]
     else:
