@@ -111,7 +111,7 @@ def test_inverse_likelihood_agrees_with_the_spectrum_answer(spectrum_run, test_s
     star = test_stars.select(slice(0, 1))
     xp = index_of("xp")
     like = SpectrumLikelihood(model, star.values[0, xp], star.errors[0, xp])
-    theta = torch.tensor([[4800.0, 2.5, -0.2, 0.05]], requires_grad=True)
+    theta = torch.tensor([[4800.0, 2.5, -0.2, 0.1, 0.05]], requires_grad=True)
     lp = like(theta)
     lp.sum().backward()
     assert theta.grad is not None and torch.isfinite(theta.grad).all()
@@ -119,8 +119,64 @@ def test_inverse_likelihood_agrees_with_the_spectrum_answer(spectrum_run, test_s
     post = model.posterior(given, "xp")
     nll = spectrum_nll(post, star)[0] * len(xp)
     np.testing.assert_allclose(-lp.item(), nll, rtol=1e-4)
+    tempered = SpectrumLikelihood(model, star.values[0, xp], star.errors[0, xp],
+                                  temperature=4.0)
+    torch.testing.assert_close(tempered(theta.detach()), lp.detach() / 4)
     with pytest.raises(ValueError, match="343 XP pixels"):
         SpectrumLikelihood(model, star.values[0, xp][:10], star.errors[0, xp][:10])
+    with pytest.raises(ValueError, match="temperature"):
+        SpectrumLikelihood(model, star.values[0, xp], star.errors[0, xp], temperature=0)
+
+
+def test_population_prior_is_scipys_kernel_density_inside_the_box():
+    from scipy.stats import gaussian_kde
+
+    from probstar.inverse import Prior
+
+    rng = np.random.default_rng(0)
+    population = rng.normal([4800, 2.5], [300, 0.6], (300, 2))
+    bounds = {"teff": (3000.0, 8000.0), "logg": (-0.5, 5.5)}
+    prior = Prior(("teff", "logg"), bounds, population)
+    assert prior.contains(population).all()  # (stars outside the box are left out)
+    theta = np.array([[4500.0, 2.0], [6000.0, 4.4], [4800.0, 6.0]])  # the last is outside
+    lp = prior.log_prob(torch.as_tensor(theta)).numpy()
+    np.testing.assert_allclose(lp[:2], gaussian_kde(population.T).logpdf(theta[:2].T),
+                               rtol=1e-6)
+    assert lp[2] == -np.inf
+    draws = prior.sample(500, rng)
+    assert prior.contains(draws).all()
+    np.testing.assert_allclose(draws.mean(0), population.mean(0), rtol=0.05)
+    assert (Prior(("teff",), bounds).log_prob(torch.tensor([[5000.0]])) == 0).all()
+    with pytest.raises(ValueError, match="no prior bounds"):
+        Prior(("teff", "mass"))
+    with pytest.raises(ValueError, match="population must be"):
+        Prior(("teff", "logg"), bounds, population[:, :1])
+
+
+def test_temperature_is_fitted_stored_and_used_by_default(spectrum_run, test_stars,
+                                                           tmp_path):
+    import shutil
+
+    from probstar.checkpoint import CheckpointError, update_config
+    from probstar.inverse import Prior, fit_temperature
+
+    model = load_model(spectrum_run)
+    prior = Prior(("teff", "logg", "fe_h"))
+    best, coverage = fit_temperature(model, test_stars.select(slice(0, 3)), prior,
+                                     temperatures=(1, 8))
+    assert best in (1, 8) and set(coverage) == {1, 8}
+    assert all(0 <= c <= 1 for c in coverage.values())
+    assert best == min(coverage, key=lambda t: abs(coverage[t] - 0.68))
+    folder = tmp_path / "tempered"
+    shutil.copytree(spectrum_run, folder)
+    update_config(folder, likelihood_temperature=8.0)
+    xp = index_of("xp")
+    like = SpectrumLikelihood(load_model(folder), test_stars.values[0, xp],
+                              test_stars.errors[0, xp])
+    assert like.temperature == 8.0
+    update_config(folder, likelihood_temperature=-1)
+    with pytest.raises(CheckpointError, match="likelihood_temperature"):
+        load_model(folder)
 
 
 def test_width_scales_are_fitted_stored_and_applied(spectrum_run, test_stars, tmp_path):
@@ -150,15 +206,20 @@ def test_width_scales_are_fitted_stored_and_applied(spectrum_run, test_stars, tm
 
 
 def test_samplers_return_seeded_arviz_draws_inside_the_prior(spectrum_run, test_stars):
-    from probstar.inverse import DEFAULT_PRIOR, run_emcee, run_nuts
+    from probstar.inverse import DEFAULT_BOUNDS, PARAMETERS, Prior, run_emcee, run_nuts
 
     model = load_model(spectrum_run)
     xp = index_of("xp")
     like = SpectrumLikelihood(model, test_stars.values[0, xp], test_stars.errors[0, xp])
-    runs = [run_emcee(like, n_walkers=8, n_steps=25, burn=5, seed=3) for _ in range(2)]
-    nuts = run_nuts(like, n_samples=5, warmup=5, chains=2, seed=3)
-    for name, (lo, hi) in DEFAULT_PRIOR.items():
+    population = Prior(PARAMETERS, population=test_stars.values[:, index_of(list(PARAMETERS))])
+    runs = [run_emcee(like, population, n_walkers=12, n_steps=25, burn=5, seed=3)
+            for _ in range(2)]
+    nuts = run_nuts(like, population, n_samples=5, warmup=5, chains=2, seed=3)
+    with pytest.raises(ValueError, match="the prior is over"):
+        run_emcee(like, Prior(("teff",)))
+    for name in PARAMETERS:
+        lo, hi = DEFAULT_BOUNDS[name]
         draws = runs[0].posterior[name].values
-        assert draws.shape == (8, 20) and ((draws > lo) & (draws < hi)).all()
+        assert draws.shape == (12, 20) and ((draws > lo) & (draws < hi)).all()
         np.testing.assert_array_equal(draws, runs[1].posterior[name].values)  # seeded
         assert nuts.posterior[name].values.shape == (2, 5)
