@@ -117,8 +117,8 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=None,
                    help="use this temperature instead of fitting one")
     p.add_argument("--store", action="store_true",
-                   help="store the fitted temperature in the model folder's config.json, "
-                        "where SpectrumLikelihood finds it by default")
+                   help="store the temperature (fitted or given) in the model folder's "
+                        "config.json, where SpectrumLikelihood finds it by default")
     p.add_argument("--nuts", type=int, default=0, help="stars also sampled with NUTS")
     p.add_argument("--model", default=None)
     p.add_argument("--output", default=str(HERE / "inverse.md"))
@@ -148,11 +148,10 @@ def main() -> None:
         temperature, fitted = fit_temperature(
             model, complete("validation", args.calibration_stars), prior,
             temperatures=(1, 4, 16, 32, 48, 64, 96), progress=True)
-        if args.store:
-            update_config(args.model or shipped_model_path(),
-                          likelihood_temperature=temperature)
     else:
         temperature = args.temperature
+    if args.store:
+        update_config(args.model or shipped_model_path(), likelihood_temperature=temperature)
     t_fit = time.perf_counter() - t0
     stars = complete("test", args.stars)
 
@@ -223,7 +222,8 @@ def main() -> None:
                   "likelihood is too sharp and off target: 343 pixels count as more "
                   "independent evidence than they are.", ""]
     else:
-        lines += [f"Likelihood temperature T = {temperature:g} (given, not fitted).", ""]
+        lines += [f"Likelihood temperature T = {temperature:g} (given, not fitted here"
+                  + ("; stored in the model's config.json" if args.store else "") + ").", ""]
     lines += ["## 2. Test split: MCMC (tempered likelihood) against the amortised answer", "",
               "| parameter | agree | median abs(diff)/combined sd | max R-hat | min ESS | "
               "emcee median sd | amortised median sd | emcee 68% coverage | amortised 68% "
