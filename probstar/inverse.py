@@ -278,10 +278,10 @@ def fit_temperature(model: Model, stars: Observations, prior: Prior | None = Non
         truth, error = stars.values[i, cols], np.nan_to_num(stars.errors[i, cols])
         if not np.isfinite(truth).all():
             continue
-        mode = None
+        like, mode = SpectrumLikelihood(model, stars.values[i, xp], stars.errors[i, xp],
+                                        prior.parameters), None
         for t in sorted(temperatures):  # each search starts at the last mode
-            like = SpectrumLikelihood(model, stars.values[i, xp], stars.errors[i, xp],
-                                      prior.parameters, temperature=t)
+            like.temperature = float(t)
             mode, cov = laplace(like, prior, rng, start=mode)
             sd = np.sqrt(np.diag(cov) + error ** 2)
             covered[t].append(np.abs(truth - mode) < half * sd)
