@@ -47,21 +47,33 @@ def _check(draws: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def pit(draws: np.ndarray, truth: np.ndarray, noise: np.ndarray | float | None = None,
-        seed: int = 0) -> np.ndarray:
+        seed: int = 0, weights: np.ndarray | None = None) -> np.ndarray:
     """P(X <= truth) under the draws' distribution, per star (NaN where truth is NaN).
 
     ``noise``: the standard deviation of a Gaussian error on ``truth``; the draws are
     then convolved with it, ``mean(Phi((truth - x) / noise))``. Without noise, ties are
     broken at random (``seed``), so that a discrete set of draws still gives uniform PIT.
+    ``weights`` (the draws' shape, non-negative): importance weights of the draws, e.g.
+    to score a reweighted posterior; the means above become weighted means.
     """
     draws, truth = _check(draws, truth)
+    if weights is None:
+        weights = np.ones_like(draws)
+    weights = np.asarray(weights, float)
+    if weights.shape != draws.shape or not np.isfinite(weights).all() or \
+            (weights < 0).any() or (weights.sum(0) <= 0).any():
+        raise ValueError(f"weights must be finite, non-negative, of the draws' shape "
+                         f"{draws.shape} and not all zero for a star; got shape "
+                         f"{weights.shape}")
+    weights = weights / weights.sum(0)
     if noise is not None:
         sd = np.broadcast_to(np.asarray(noise, float), truth.shape)
         if np.any(sd[np.isfinite(truth)] <= 0):
             raise ValueError("noise standard deviations must be positive")
-        out = special.ndtr((truth - draws) / sd).mean(0)
+        out = (weights * special.ndtr((truth - draws) / sd)).sum(0)
     else:
-        below, equal = (draws < truth).mean(0), (draws == truth).mean(0)
+        below = (weights * (draws < truth)).sum(0)
+        equal = (weights * (draws == truth)).sum(0)
         out = below + equal * np.random.default_rng(seed).uniform(size=truth.shape)
     return np.where(np.isfinite(truth), out, np.nan)
 

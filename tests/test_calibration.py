@@ -40,6 +40,21 @@ def test_label_noise_must_be_convolved():
     assert np.all((c >= lo) & (c <= hi))
 
 
+def test_importance_weights_correct_a_wrong_proposal():
+    """Draws from a posterior twice too wide over-cover; weighted by target / proposal
+    density they cover as the target does, with and without label noise."""
+    lo, hi = binomial_band(N_STARS)
+    for noise in (None, 0.5):
+        draws, truth = _case(width=2.0, noise=noise or 0.0)
+        mu = draws.mean(0)
+        weights = stats.norm.pdf(draws, mu, 1.0) / stats.norm.pdf(draws, mu, 2.0)
+        assert coverage(pit(draws, truth, noise), [0.68])[0] > hi[LEVELS == 0.68][0]
+        c = coverage(pit(draws, truth, noise, weights=weights))
+        assert np.all((c >= lo) & (c <= hi))
+    with pytest.raises(ValueError, match="weights must be"):
+        pit(draws, truth, weights=-weights)
+
+
 def test_crps_and_log_score_match_closed_forms():
     y = np.array([-1.5, 0.0, 0.8, 2.5])
     draws = RNG.normal(size=(200_000, 4))

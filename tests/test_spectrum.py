@@ -212,14 +212,18 @@ def test_samplers_return_seeded_arviz_draws_inside_the_prior(spectrum_run, test_
     xp = index_of("xp")
     like = SpectrumLikelihood(model, test_stars.values[0, xp], test_stars.errors[0, xp])
     population = Prior(PARAMETERS, population=test_stars.values[:, index_of(list(PARAMETERS))])
-    runs = [run_emcee(like, population, n_walkers=12, n_steps=25, burn=5, seed=3)
-            for _ in range(2)]
+    runs = [run_emcee(like, population, n_walkers=12, n_steps=25, burn=5, seed=3,
+                      moves=moves) for moves in ("differential", "differential", "stretch")]
     nuts = run_nuts(like, population, n_samples=5, warmup=5, chains=2, seed=3)
     with pytest.raises(ValueError, match="the prior is over"):
         run_emcee(like, Prior(("teff",)))
+    with pytest.raises(ValueError, match="moves must be one of"):
+        run_emcee(like, population, moves="walk")
     for name in PARAMETERS:
         lo, hi = DEFAULT_BOUNDS[name]
-        draws = runs[0].posterior[name].values
-        assert draws.shape == (12, 20) and ((draws > lo) & (draws < hi)).all()
-        np.testing.assert_array_equal(draws, runs[1].posterior[name].values)  # seeded
+        for run in runs:
+            draws = run.posterior[name].values
+            assert draws.shape == (12, 20) and ((draws > lo) & (draws < hi)).all()
+        np.testing.assert_array_equal(runs[0].posterior[name].values,  # seeded
+                                      runs[1].posterior[name].values)
         assert nuts.posterior[name].values.shape == (2, 5)

@@ -1,26 +1,28 @@
 """MCMC posteriors with the generative direction as likelihood, against the direct
 (amortised) answer, for test-split stars.
 
-    python validation/inverse.py --store   # inverse.md and .png: ~80 min on 2 cores
-    python validation/inverse.py --stars 4 --calibration-stars 5 --steps 400 --burn 100
-                                     # a quick look
+    python validation/inverse.py      # inverse.md and .png: ~100 min on 2 cores
+    python validation/inverse.py --stars 4 --steps 400 --burn 100    # a quick look
 
 The report's header gives the settings and the machine. ``--device cuda --workers N``
 runs the network on a GPU, but one GPU shared by 12 workers was slower than this: none
 of 50 stars finished 5,000 steps in 290 s (benchmark/NOTES.md).
 
 1. *Temperature*: the spectrum head's likelihood is misspecified (``probstar.inverse``),
-   so it is tempered, p(spectrum | theta)^(1/T), with T fitted on ``--calibration-stars``
-   validation stars (``probstar.inverse.fit_temperature``: Laplace-approximate 68%
-   intervals must hold the labels 68% of the time). The coverage of every T tried is
-   in the report; T = 1 is the untempered likelihood.
+   so it is tempered, p(spectrum | theta)^(1/T). T is the one stored with the model
+   (checked by MCMC on validation stars, ``validation/inverse_temperature.py``), or
+   ``--temperature``, or, with ``--calibration-stars N``, fitted on N validation stars
+   by ``probstar.inverse.fit_temperature`` (Laplace-approximate 68% intervals must hold
+   the labels 68% of the time; the coverage of every T tried is in the report; T = 1 is
+   the untempered likelihood).
 2. For each of the first ``--stars`` test stars with APOGEE teff, logg, fe_h, alpha_m and
    ak:
 
    - *MCMC*: p(theta | XP spectrum) proportional to the tempered likelihood of the
      observed spectrum (flux errors convolved) times the training population's prior
-     (``probstar.inverse.Prior.training_population``), sampled with ``emcee`` (32
-     walkers, ``--steps`` steps, the first ``--burn`` dropped) for every star, and with
+     (``probstar.inverse.Prior.training_population``), sampled with ``emcee``
+     (``--walkers`` walkers, ``--steps`` steps, the first ``--burn`` dropped,
+     ``--moves``) for every star, and with
      Pyro NUTS (2 chains, ``--nuts-samples`` draws after as many warm-up steps) for the
      first ``--nuts`` stars; both start over-dispersed around the posterior's mode;
    - *amortised*: ``model.posterior(spectrum, PARAMETERS)``, the mixture head
@@ -63,13 +65,14 @@ HERE = Path(__file__).resolve().parent
 _WORKER: dict = {}
 
 
-def _init_worker(model: str | None, device: str, steps: int, burn: int,
-                 nuts_samples: int, temperature: float) -> None:
+def _init_worker(model: str | None, device: str, walkers: int, steps: int, burn: int,
+                 moves: str, nuts_samples: int, temperature: float) -> None:
     torch.set_num_threads(1)
     m = load_model(model)
     m.net.to(device)
-    _WORKER.update(model=m, steps=steps, burn=burn, nuts_samples=nuts_samples,
-                   temperature=temperature, prior=Prior.training_population())
+    _WORKER.update(model=m, walkers=walkers, steps=steps, burn=burn, moves=moves,
+                   nuts_samples=nuts_samples, temperature=temperature,
+                   prior=Prior.training_population())
 
 
 def _sample_star(job) -> tuple[int, dict]:
@@ -78,8 +81,9 @@ def _sample_star(job) -> tuple[int, dict]:
     w = _WORKER
     like = SpectrumLikelihood(w["model"], flux, flux_err, temperature=w["temperature"])
     t = time.perf_counter()
-    out = {"emcee": summarise(run_emcee(like, w["prior"], n_steps=w["steps"],
-                                        burn=w["burn"], seed=i))}
+    out = {"emcee": summarise(run_emcee(like, w["prior"], n_walkers=w["walkers"],
+                                        n_steps=w["steps"], burn=w["burn"], seed=i,
+                                        moves=w["moves"]))}
     out["t_emcee"] = time.perf_counter() - t
     if nuts:
         t = time.perf_counter()
@@ -112,18 +116,22 @@ def coverage68(answer: dict, truth: np.ndarray, error: np.ndarray) -> np.ndarray
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stars", type=int, default=50)
-    p.add_argument("--calibration-stars", type=int, default=50,
-                   help="validation stars the likelihood temperature is fitted on")
+    p.add_argument("--calibration-stars", type=int, default=0,
+                   help="fit the likelihood temperature on this many validation stars "
+                        "(fit_temperature); 0: --temperature or the model's own")
     p.add_argument("--temperature", type=float, default=None,
-                   help="use this temperature instead of fitting one")
+                   help="the likelihood temperature (default: the model's stored one)")
     p.add_argument("--store", action="store_true",
                    help="store the temperature (fitted or given) in the model folder's "
                         "config.json, where SpectrumLikelihood finds it by default")
     p.add_argument("--nuts", type=int, default=0, help="stars also sampled with NUTS")
     p.add_argument("--model", default=None)
     p.add_argument("--output", default=str(HERE / "inverse.md"))
-    p.add_argument("--steps", type=int, default=3500, help="emcee steps per walker")
+    p.add_argument("--walkers", type=int, default=24, help="emcee walkers")
+    p.add_argument("--steps", type=int, default=6000, help="emcee steps per walker")
     p.add_argument("--burn", type=int, default=1000, help="emcee steps dropped")
+    p.add_argument("--moves", default="differential", choices=["differential", "stretch"],
+                   help="emcee's proposal moves (probstar.inverse.run_emcee)")
     p.add_argument("--nuts-samples", type=int, default=500)
     p.add_argument("--device", default="cpu", help="where the network runs: cpu or cuda")
     p.add_argument("--workers", type=int, default=2, help="stars sampled in parallel")
@@ -144,12 +152,12 @@ def main() -> None:
     prior = Prior.training_population()
     t0 = time.perf_counter()
     fitted = {}
-    if args.temperature is None:
+    if args.calibration_stars > 0:
         temperature, fitted = fit_temperature(
             model, complete("validation", args.calibration_stars), prior,
             temperatures=(1, 4, 16, 32, 48, 64, 96), progress=True)
     else:
-        temperature = args.temperature
+        temperature = args.temperature or model.likelihood_temperature
     if args.store:
         update_config(args.model or shipped_model_path(), likelihood_temperature=temperature)
     t_fit = time.perf_counter() - t0
@@ -163,8 +171,8 @@ def main() -> None:
 
     jobs = [(i, stars.values[i, xp], stars.errors[i, xp], i < args.nuts) for i in
             range(len(stars))]
-    settings = (args.model, args.device, args.steps, args.burn, args.nuts_samples,
-                temperature)
+    settings = (args.model, args.device, args.walkers, args.steps, args.burn, args.moves,
+                args.nuts_samples, temperature)
     results, stop = {}, time.time() + args.deadline
     with mp.get_context("spawn").Pool(args.workers, _init_worker, settings) as pool:
         pending = pool.imap_unordered(_sample_star, jobs)
@@ -192,17 +200,18 @@ def main() -> None:
 
     machine = torch.cuda.get_device_name() if args.device == "cuda" else \
         f"{os.cpu_count()} CPU cores"
-    command = (f"python validation/inverse.py --stars {args.stars} --calibration-stars "
-               f"{args.calibration_stars}"
+    command = (f"python validation/inverse.py --stars {args.stars}"
+               + (f" --calibration-stars {args.calibration_stars}" if fitted else "")
                + (f" --temperature {args.temperature:g}" if args.temperature else "")
                + (" --store" if args.store else "")
-               + f" --nuts {args.nuts} --steps {args.steps} --burn {args.burn} "
-               f"--nuts-samples {args.nuts_samples} --device {args.device} --workers "
+               + f" --nuts {args.nuts} --walkers {args.walkers} --steps {args.steps} "
+               f"--burn {args.burn} --moves {args.moves} --nuts-samples {args.nuts_samples} --device {args.device} --workers "
                f"{args.workers}")
     lines = ["# MCMC with the generative likelihood against the amortised answer",
              "", f"`{command}` (model: {args.model or 'shipped'}; {len(stars)} test stars, "
              f"XP spectrum only; {machine}, {args.workers} stars at a time, one CPU thread "
-             f"each; emcee 32 walkers x {args.steps} steps, the first {args.burn} dropped"
+             f"each; emcee {args.walkers} walkers x {args.steps} steps, the first {args.burn} "
+             f"dropped, {args.moves} moves"
              + (f"; NUTS 2 chains x {args.nuts_samples} draws after {args.nuts_samples} "
                 "warm-up steps" if args.nuts else "") + "). Bar: medians within the "
              "combined standard deviation for >= 90% of (star, parameter) pairs; MCMC "
@@ -222,8 +231,9 @@ def main() -> None:
                   "likelihood is too sharp and off target: 343 pixels count as more "
                   "independent evidence than they are.", ""]
     else:
-        lines += [f"Likelihood temperature T = {temperature:g} (given, not fitted here"
-                  + ("; stored in the model's config.json" if args.store else "") + ").", ""]
+        lines += [f"Likelihood temperature T = {temperature:g} ("
+                  + ("given" if args.temperature else "the one stored with the model")
+                  + ", not fitted here" + ("; stored in the model's config.json" if args.store else "") + ").", ""]
     lines += ["## 2. Test split: MCMC (tempered likelihood) against the amortised answer", "",
               "| parameter | agree | median abs(diff)/combined sd | max R-hat | min ESS | "
               "emcee median sd | amortised median sd | emcee 68% coverage | amortised 68% "
