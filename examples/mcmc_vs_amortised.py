@@ -5,8 +5,8 @@ answer.
     python examples/mcmc_vs_amortised.py     # writes docs/mcmc_vs_amortised.png
 
 The likelihood is the spectrum head's answer given the parameters, convolved with the
-observed flux errors and tempered by the temperature stored with the model (fitted on
-validation stars by ``validation/inverse.py --store``); the prior is the training
+observed flux errors and tempered by the temperature stored with the model (checked
+by MCMC on validation stars, ``validation/inverse_temperature.py``); the prior is the training
 population's (``probstar.inverse.Prior.training_population``). The untempered
 likelihood is drawn too, to show why it is tempered. The direct (amortised) answer is
 one network pass. Here the chains are short, to stay under two minutes;

@@ -302,7 +302,7 @@ def run_emcee(likelihood: SpectrumLikelihood, prior: Prior | None = None,
 
     ``moves``: "differential" (default), emcee's differential-evolution move (80%) with
     its snooker variant (20%), which mixes faster than the stretch move on these skewed
-    posteriors (``validation/inverse.md`` compares the two); "stretch", the
+    posteriors (``benchmark/emcee_moves.md`` compares the two); "stretch", the
     affine-invariant stretch move of Goodman & Weare (2010), emcee's own default.
     """
     import emcee

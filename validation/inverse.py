@@ -205,8 +205,8 @@ def main() -> None:
                + (f" --temperature {args.temperature:g}" if args.temperature else "")
                + (" --store" if args.store else "")
                + f" --nuts {args.nuts} --walkers {args.walkers} --steps {args.steps} "
-               f"--burn {args.burn} --moves {args.moves} --nuts-samples {args.nuts_samples} --device {args.device} --workers "
-               f"{args.workers}")
+               f"--burn {args.burn} --moves {args.moves} --nuts-samples "
+               f"{args.nuts_samples} --device {args.device} --workers {args.workers}")
     lines = ["# MCMC with the generative likelihood against the amortised answer",
              "", f"`{command}` (model: {args.model or 'shipped'}; {len(stars)} test stars, "
              f"XP spectrum only; {machine}, {args.workers} stars at a time, one CPU thread "
@@ -233,7 +233,8 @@ def main() -> None:
     else:
         lines += [f"Likelihood temperature T = {temperature:g} ("
                   + ("given" if args.temperature else "the one stored with the model")
-                  + ", not fitted here" + ("; stored in the model's config.json" if args.store else "") + ").", ""]
+                  + ", not fitted here"
+                  + ("; stored in the model's config.json" if args.store else "") + ").", ""]
     lines += ["## 2. Test split: MCMC (tempered likelihood) against the amortised answer", "",
               "| parameter | agree | median abs(diff)/combined sd | max R-hat | min ESS | "
               "emcee median sd | amortised median sd | emcee 68% coverage | amortised 68% "

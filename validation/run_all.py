@@ -2,7 +2,7 @@
 
     python validation/run_all.py                  # ~10 min on 2 cores
     python validation/run_all.py --with-accuracy  # + XGBoost / MLP baselines (~10 min more)
-    python validation/run_all.py --with-inverse   # + MCMC for 50 stars (~75 min more)
+    python validation/run_all.py --with-inverse   # + MCMC for 50 stars (~85 min more)
     python validation/run_all.py --with-finetune  # + fine-tuning a new token (~20 min more)
 
 Runs, in order, each script below (each also writes its own report and figures next to
@@ -31,7 +31,7 @@ OPTIONAL = {  # --with-NAME: (script, title, what the flag's help says)
     "accuracy": ("accuracy.py", "Point accuracy against XGBoost and an MLP (test split)",
                  "also rerun accuracy.py (trains XGBoost and an MLP)"),
     "inverse": ("inverse.py", "MCMC with the generative likelihood against the amortised "
-                "answer (test split)", "also rerun inverse.py (MCMC for 50 stars, ~75 min)"),
+                "answer (test split)", "also rerun inverse.py (MCMC for 50 stars, ~85 min)"),
     "finetune": ("finetune.py", "Fine-tuning a new token on few labelled stars (test split)",
                  "also rerun finetune.py (15 short trainings, ~20 min)"),
 }

@@ -15,9 +15,10 @@ central 68% predictive band. The model predicts the noise-free flux, so the band
 that of the answer convolved with each star's flux error (sqrt(sigma_model^2 +
 sigma_flux^2)). Bar: 68% +- 5%. The answer's widths are scaled per kind of context by
 the model's width scales (fitted on the validation split, ``probstar recalibrate``);
-the rows "no width scale" are the network's own answer. Side by side, in the same run, a k-nearest-neighbour
-baseline fitted on the train split (the mean and scatter of the 25 nearest train stars
-in the standardised inputs; for inpainting, in the given pixels).
+the rows "no width scale" are the network's own answer. Side by side, in the same
+run, a k-nearest-neighbour baseline fitted on the train split (the mean and scatter
+of the 25 nearest train stars in the standardised inputs; for inpainting, in the given
+pixels).
 """
 
 from __future__ import annotations
