@@ -41,7 +41,7 @@ def _run(job) -> tuple[int, str, float, np.ndarray, np.ndarray]:
     idata = run_emcee(like, _WORKER["prior"], n_walkers=walkers, n_steps=steps, burn=burn,
                       seed=star, moves=moves)
     seconds = time.perf_counter() - t
-    s = az.summary(idata, var_names=list(PARAMETERS), kind="diagnostics")
+    s = az.summary(idata, var_names=list(PARAMETERS), kind="diagnostics", round_to="none")
     return star, moves, seconds, s["r_hat"].to_numpy(), s["ess_bulk"].to_numpy()
 
 

@@ -95,7 +95,8 @@ def _sample_star(job) -> tuple[int, dict]:
 
 def summarise(idata: az.InferenceData) -> dict[str, np.ndarray]:
     """Median, std, R-hat and bulk ESS per parameter."""
-    s = az.summary(idata, var_names=list(PARAMETERS), kind="diagnostics")
+    s = az.summary(idata, var_names=list(PARAMETERS), kind="diagnostics",
+                   round_to="none")  # rounded to 0.01, R-hat 1.006 would read 1.01
     post = idata.posterior
     return {"median": np.array([float(post[p].median()) for p in PARAMETERS]),
             "std": np.array([float(post[p].std()) for p in PARAMETERS]),
