@@ -4,8 +4,8 @@
 
 ``probstar.inverse.fit_temperature`` picks the temperature T of the tempered spectrum
 likelihood, p(spectrum | theta)^(1/T), from Laplace approximations, and on the test
-split the emcee posteriors at the T it chose (64) over-cover (``validation/inverse.md``,
-an earlier run). Here the coverage is measured on the posteriors emcee actually
+split the emcee posteriors at the T it chose (64) over-cover (``validation/inverse.md``
+at commit efbb33b). Here the coverage is measured on the posteriors emcee actually
 samples: each of ``--stars`` validation stars is sampled once at the broadest
 temperature, ``--sampled-at`` (32 walkers, ``--steps`` steps, the first ``--burn``
 dropped, every 10th kept), and the draws are importance-reweighted to each smaller T
