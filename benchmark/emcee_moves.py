@@ -53,10 +53,8 @@ def main() -> None:
     p.add_argument("--burn", type=int, default=500)
     p.add_argument("--output", default=str(Path(__file__).with_name("emcee_moves.md")))
     args = p.parse_args()
-    cols, xp = index_of(list(PARAMETERS)), index_of("xp")
-    stars = load_split("validation")
-    keep = np.isfinite(stars.values[:, cols]).all(1) & np.isfinite(stars.values[:, xp]).all(1)
-    stars = stars.select(np.flatnonzero(keep)[:args.stars])
+    xp = index_of("xp")
+    stars = load_split("validation").complete([*PARAMETERS, "xp"]).select(slice(args.stars))
     jobs = [(i, stars.values[i, xp], stars.errors[i, xp], moves, args.walkers, args.steps,
              args.burn) for i in range(len(stars)) for moves in MOVES]
     with mp.get_context("spawn").Pool(2, _init_worker) as pool:

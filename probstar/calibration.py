@@ -53,18 +53,18 @@ def pit(draws: np.ndarray, truth: np.ndarray, noise: np.ndarray | float | None =
     ``noise``: the standard deviation of a Gaussian error on ``truth``; the draws are
     then convolved with it, ``mean(Phi((truth - x) / noise))``. Without noise, ties are
     broken at random (``seed``), so that a discrete set of draws still gives uniform PIT.
-    ``weights`` (the draws' shape, non-negative): importance weights of the draws, e.g.
-    to score a reweighted posterior; the means above become weighted means.
+    ``weights`` (non-negative, broadcastable to the draws' shape): importance weights of
+    the draws, e.g. to score a reweighted posterior; the means above become weighted.
     """
     draws, truth = _check(draws, truth)
-    if weights is None:
-        weights = np.ones_like(draws)
-    weights = np.asarray(weights, float)
-    if weights.shape != draws.shape or not np.isfinite(weights).all() or \
-            (weights < 0).any() or (weights.sum(0) <= 0).any():
-        raise ValueError(f"weights must be finite, non-negative, of the draws' shape "
-                         f"{draws.shape} and not all zero for a star; got shape "
-                         f"{weights.shape}")
+    weights = np.ones(()) if weights is None else np.asarray(weights, float)
+    try:
+        weights = np.broadcast_to(weights, draws.shape)
+    except ValueError:
+        raise ValueError(f"weights must broadcast to the draws' shape {draws.shape}, got "
+                         f"shape {weights.shape}") from None
+    if not np.isfinite(weights).all() or (weights < 0).any() or (weights.sum(0) <= 0).any():
+        raise ValueError("weights must be finite, non-negative and not all zero for a star")
     weights = weights / weights.sum(0)
     if noise is not None:
         sd = np.broadcast_to(np.asarray(noise, float), truth.shape)

@@ -51,8 +51,10 @@ def test_importance_weights_correct_a_wrong_proposal():
         assert coverage(pit(draws, truth, noise), [0.68])[0] > hi[LEVELS == 0.68][0]
         c = coverage(pit(draws, truth, noise, weights=weights))
         assert np.all((c >= lo) & (c <= hi))
-    with pytest.raises(ValueError, match="weights must be"):
+    with pytest.raises(ValueError, match="weights must be finite"):
         pit(draws, truth, weights=-weights)
+    with pytest.raises(ValueError, match="weights must broadcast"):
+        pit(draws, truth, weights=weights[:, :5])
 
 
 def test_crps_and_log_score_match_closed_forms():

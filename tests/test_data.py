@@ -225,8 +225,10 @@ def _assert_same(got: Observations, expected: Observations) -> None:
 
 
 def test_observations_container():
-    obs = from_columns({"teff": [5000.0, 4000.0, 6000.0], "logg": [4.0, 2.0, 4.2],
+    obs = from_columns({"teff": [5000.0, 4000.0, 6000.0], "logg": [4.0, np.nan, 4.2],
                         "source_id": [1, 2, 3]})
+    np.testing.assert_array_equal(obs.complete(["teff", "logg"]).ids, [1, 3])
+    assert len(obs.complete(["teff", "fe_h"])) == 0
     sub = obs.select(np.array([True, False, True]))
     np.testing.assert_array_equal(sub.ids, [1, 3])
     only = obs.only(["teff"])

@@ -226,4 +226,6 @@ def test_samplers_return_seeded_arviz_draws_inside_the_prior(spectrum_run, test_
             assert draws.shape == (12, 20) and ((draws > lo) & (draws < hi)).all()
         np.testing.assert_array_equal(runs[0].posterior[name].values,  # seeded
                                       runs[1].posterior[name].values)
+        assert not np.array_equal(runs[0].posterior[name].values,  # the moves differ
+                                  runs[2].posterior[name].values)
         assert nuts.posterior[name].values.shape == (2, 5)

@@ -145,10 +145,7 @@ def main() -> None:
     xp = index_of("xp")
 
     def complete(split: str, n: int):
-        stars = load_split(split)
-        keep = np.isfinite(stars.values[:, cols]).all(1) & \
-            np.isfinite(stars.values[:, xp]).all(1)
-        return stars.select(np.flatnonzero(keep)[:n])
+        return load_split(split).complete([*PARAMETERS, "xp"]).select(slice(n))
 
     prior = Prior.training_population()
     t0 = time.perf_counter()
@@ -158,7 +155,8 @@ def main() -> None:
             model, complete("validation", args.calibration_stars), prior,
             temperatures=(1, 4, 16, 32, 48, 64, 96), progress=True)
     else:
-        temperature = args.temperature or model.likelihood_temperature
+        temperature = model.likelihood_temperature if args.temperature is None \
+            else args.temperature
     if args.store:
         update_config(args.model or shipped_model_path(), likelihood_temperature=temperature)
     t_fit = time.perf_counter() - t0
@@ -203,7 +201,8 @@ def main() -> None:
         f"{os.cpu_count()} CPU cores"
     command = (f"python validation/inverse.py --stars {args.stars}"
                + (f" --calibration-stars {args.calibration_stars}" if fitted else "")
-               + (f" --temperature {args.temperature:g}" if args.temperature else "")
+               + (f" --temperature {args.temperature:g}" if args.temperature is not None
+                  else "")
                + (" --store" if args.store else "")
                + f" --nuts {args.nuts} --walkers {args.walkers} --steps {args.steps} "
                f"--burn {args.burn} --moves {args.moves} --nuts-samples "
@@ -233,7 +232,8 @@ def main() -> None:
                   "independent evidence than they are.", ""]
     else:
         lines += [f"Likelihood temperature T = {temperature:g} ("
-                  + ("given" if args.temperature else "the one stored with the model")
+                  + ("the one stored with the model" if args.temperature is None
+                     else "given")
                   + ", not fitted here"
                   + ("; stored in the model's config.json" if args.store else "") + ").", ""]
     lines += ["## 2. Test split: MCMC (tempered likelihood) against the amortised answer", "",

@@ -67,9 +67,8 @@ def main() -> None:
     p.add_argument("--output", default=str(HERE / "inverse_temperature.md"))
     args = p.parse_args()
     cols, xp = index_of(list(PARAMETERS)), index_of("xp")
-    stars = load_split("validation")
-    keep = np.isfinite(stars.values[:, cols]).all(1) & np.isfinite(stars.values[:, xp]).all(1)
-    stars = stars.select(np.flatnonzero(keep)[:args.stars])  # fit_temperature's stars
+    stars = load_split("validation").complete([*PARAMETERS, "xp"]) \
+        .select(slice(args.stars))  # the stars validation/inverse.py fits T on
 
     t0 = time.perf_counter()
     jobs = [(i, stars.values[i, xp], stars.errors[i, xp]) for i in range(len(stars))]
@@ -91,14 +90,13 @@ def main() -> None:
         log_w = log_like * (1 / t - 1 / args.sampled_at)
         w = np.exp(log_w - log_w.max(0))
         ess = w.sum(0) ** 2 / (w ** 2).sum(0)
-        u = pit(draws, truth, noise, weights=np.repeat(w[..., None], len(cols), -1))
+        u = pit(draws, truth, noise, weights=w[..., None])  # same weight, every parameter
         rows.append((t, coverage(u, [0.68])[0], np.median(ess), np.min(ess)))
-    n_draws = len(next(iter(runs.values()))[0])
     lines = ["# The likelihood temperature, checked by MCMC on validation stars", "",
              f"`python validation/inverse_temperature.py --stars {args.stars} --sampled-at "
              f"{args.sampled_at:g} --steps {args.steps} --burn {args.burn}` ({len(runs)} "
              f"validation stars, the first ones `fit_temperature` uses; emcee at T0 = "
-             f"{args.sampled_at:g}, {n_draws} kept draws per star, reweighted to each T; "
+             f"{args.sampled_at:g}, {len(draws)} kept draws per star, reweighted to each T; "
              f"{minutes:.1f} min on {args.workers} CPU cores).", "",
              "| T | 68% coverage of the labels (all parameters) | median weight ESS | "
              "min weight ESS |", "|---|---|---|---|"]

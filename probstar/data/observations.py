@@ -63,6 +63,11 @@ class Observations:
             {k: v[rows] for k, v in self.extra.items()},
         )
 
+    def complete(self, names) -> "Observations":
+        """The stars (in order) with every one of ``names`` observed, e.g. every label of
+        an inverse problem and the whole XP spectrum."""
+        return self.select(np.isfinite(self.values[:, index_of(list(names))]).all(1))
+
     def only(self, names) -> "Observations":
         """The same stars with every quantity except ``names`` removed (set absent)."""
         keep = np.zeros(len(NAMES), bool)
