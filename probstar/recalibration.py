@@ -1,9 +1,8 @@
 """Recalibration: a monotone map of each 1-D answer's CDF, fitted on the validation split.
 
 A network trained by maximum likelihood can still be over- or under-confident, and not
-by the same amount everywhere: on the real data, answers from a spectrum are nearly
-calibrated while Teff-only answers are too narrow (the network partly recognises
-training stars by their exact Teff). The correction is
+by the same amount everywhere (``validation/calibration.md`` shows its answers before
+and after, per kind of context). The correction is
 quantile recalibration (Kuleshov, Fenner & Ermon 2018): if ``u = F(y)``, the PIT
 values of held-out labels under the predicted CDF ``F``, are not uniform, the
 recalibrated CDF is ``R(F(y))`` with ``R`` the empirical CDF of those PIT values, so

@@ -23,9 +23,13 @@ for every target). The context recipe:
   error says what kind of star it is (ASPCAP errors differ between giants and dwarfs),
   a shortcut that turns "Teff = 4000 +- 30 K" into a different question from
   "Teff = 4000 +- 10 K". Instead half the shown labels come without an error and half
-  with a synthetic measurement error sigma (log-uniform, 0.02 to 0.5 of the label's
-  scale) that is also added to the value as Gaussian noise: the model learns to read an
-  input error as measurement uncertainty only.
+  with a synthetic measurement error sigma (log-uniform, ``label_error_min`` to 0.5 of
+  the label's scale) that is also added to the value as Gaussian noise: the model learns
+  to read an input error as measurement uncertainty only. An error below the trained
+  range is an extrapolation: with the first recipe's 0.02 (22 K in Teff), a Teff-only
+  answer at +- 5 K differed from the one at +- 30 K by more than the exact answers do
+  (benchmark/NOTES.md); a small ``label_error_min`` trains the limit of a negligible
+  error, which must join the error-free answer.
 
 The loss sums the heads' negative log-likelihoods of the noisy labels: each marginal
 head scores every hidden label (the label's variance convolved in); the flow head
@@ -90,6 +94,7 @@ class TrainConfig:
     labels_only_max: int = 0  # labels-only contexts show 1..this many parameters (0: each
     # parameter kept with the star's keep probability u)
     label_errors: bool = False  # labels as inputs: synthetic errors or none (see recipe)
+    label_error_min: float = 0.02  # smallest synthetic label error, x the label's scale
     init_from: str = ""  # a model folder to start from (fine-tuning); "" = from scratch
     freeze_encoder: bool = False  # train only the decoder and heads (token embedding and
     # encoder fixed): fine-tuning new heads at ~2x the speed
@@ -117,6 +122,9 @@ class TrainConfig:
                              "only: it cannot be combined with train_only / freeze_encoder")
         if self.p_full_spectrum + self.p_no_spectrum > 1:
             raise ValueError("TrainConfig.p_full_spectrum + p_no_spectrum must be <= 1")
+        if not 0 < self.label_error_min < 0.5:
+            raise ValueError("TrainConfig.label_error_min must be in (0, 0.5), got "
+                             f"{self.label_error_min}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -218,7 +226,8 @@ def sample_context(values: torch.Tensor, sigmas: torch.Tensor, cfg: TrainConfig,
     keep = torch.where(labels_only, few, keep)
     values = torch.where(keep, values, torch.nan)
     if cfg.label_errors:
-        synthetic = torch.exp(math.log(0.02) + rand(b, len(LABELS)) * math.log(0.5 / 0.02))
+        low = math.log(cfg.label_error_min)
+        synthetic = torch.exp(low + rand(b, len(LABELS)) * (math.log(0.5) - low))
         with_error = rand(b, len(LABELS)) < 0.5
         noise = torch.randn(b, len(LABELS), generator=g, device=dev) * synthetic
         values, sigmas = values.clone(), sigmas.clone()

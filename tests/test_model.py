@@ -87,6 +87,11 @@ def test_sample_context_hides_and_keeps():
     noisy = ~torch.isnan(sig[:, :4]) & shown[:, :4]
     z = (ctx[:, :4][noisy] - v[:, :4][noisy]) / sig[:, :4][noisy]
     assert abs(z.std().item() - 1) < 0.1  # the value carries the noise its error says
+    errors = sig[:, :4][noisy]
+    assert 0.02 <= errors.min() and errors.max() <= 0.5  # the recipe's range
+    _, sig_small = sample_context(v, torch.full_like(v, 0.1),
+                                  replace(cfg, label_error_min=0.002), g)
+    assert sig_small[:, :4].nan_to_num(1.0).min() < 0.01  # a smaller floor is trained too
     assert (shown.sum(1) <= 1).any()  # very short contexts occur
     labels_only = ~shown[:, N_SCALARS:].any(1) & ~shown[:, 4:10].any(1) & shown.any(1)
     assert labels_only.float().mean() > 0.2  # parameters only, no photometry or spectrum
@@ -154,6 +159,8 @@ def test_train_config_validation():
         TrainConfig(p_full_spectrum=1.5)
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="label_error_min"):
+        TrainConfig(label_error_min=0.0)
 
 
 def test_dropping_absent_tokens_and_grouping_change_no_answer():
