@@ -2,6 +2,8 @@
 
     python validation/simulation.py           # writes validation/simulation.md and *.png
     python validation/simulation.py --train   # first retrains the shipped simulated model
+    python validation/simulation.py --train --from-stage 3 S2  # only its last stage, from
+                                              # the stage-2 model in folder S2
     python validation/simulation.py --install RUN/best  # first installs a trained one
                                               # (benchmark/gpu_simulated.py) and recalibrates
 
@@ -72,13 +74,18 @@ def validation_stars() -> Observations:
     return simulate(5000, seed=VALIDATION_SEED)[0]
 
 
-def train_model(out: Path, seed: int = 0) -> None:
+def train_model(out: Path, seed: int = 0, first_stage: int = 1, start: str = "") -> None:
     """Train the simulated-population model into ``out`` on CPU cores: the ``sim``
     preset in :data:`STAGES`, each from the last one's best weights on a fresh population
-    (N_TRAIN stars), then the recalibration."""
+    (N_TRAIN stars), then the recalibration. ``first_stage`` > 1 starts there, from the
+    weights in ``start`` (those of the stage before)."""
+    if not 1 <= first_stage <= len(STAGES) or (first_stage > 1) != bool(start):
+        raise ValueError("a first stage after 1 needs the previous stage's weights, and "
+                         f"stages run 1..{len(STAGES)}; got {first_stage}, {start!r}")
     val_obs = validation_stars()
-    start = ""
     for stage, (lr, epochs, error_min) in enumerate(STAGES, 1):
+        if stage < first_stage:
+            continue
         train_obs, _ = simulate(N_TRAIN, seed=seed + 10 * (stage - 1))
         run = out.with_name(f"{out.name}_run{stage}")
         cfg = replace(PRESETS["sim"], lr=lr, epochs=epochs, label_error_min=error_min,
@@ -174,13 +181,18 @@ def main() -> None:
                        help="first retrain the simulated model on the CPU (sim preset)")
     first.add_argument("--install", metavar="CHECKPOINT", help="first copy a trained "
                        "checkpoint into --model and recalibrate it there")
+    p.add_argument("--from-stage", nargs=2, metavar=("STAGE", "WEIGHTS"), help="with "
+                   "--train: start at that stage from the previous stage's model folder")
     p.add_argument("--model", default=str(SHIPPED))
     p.add_argument("--output", default=str(HERE / "simulation.md"))
     args = p.parse_args()
     torch.set_num_threads(2)
     t0 = time.perf_counter()
+    if args.from_stage and not args.train:
+        p.error("--from-stage needs --train")
     if args.train:
-        train_model(Path(args.model))
+        first, start = args.from_stage or (1, "")
+        train_model(Path(args.model), first_stage=int(first), start=start)
     if args.install:
         install(Path(args.install), Path(args.model), validation_stars())
     model = load_model(args.model)
@@ -209,6 +221,7 @@ def main() -> None:
            out_path.with_suffix(".png"))
 
     command = "python validation/simulation.py" + (" --train" if args.train else "") + \
+        (" --from-stage " + " ".join(args.from_stage) if args.from_stage else "") + \
         (f" --install {args.install}" if args.install else "")
     out = [f"# Calibration against exact answers (simulated population)\n",
            f"`{command}` ({model}; {time.perf_counter() - t0:.0f} s on 2 threads)\n",
