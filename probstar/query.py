@@ -181,7 +181,9 @@ class Model:
         present in ``data`` (e.g. the APOGEE labels of a library table) are not used as
         inputs, nor are the names in ``ignore``. ``calibrated``: apply the model's
         recalibration (``probstar.recalibration``) to 1-D mixture answers, and its width
-        scales (``probstar.spectra``) to spectrum answers, when it has them.
+        scales (``probstar.spectra``) to spectrum answers, when it has them. Tables and
+        dicts get absent colours derived from their magnitudes; ``Observations`` are used
+        as they are (call ``derive_colours()`` on them for the same answers).
         """
         query = self._request(request)
         query.sort()  # vocabulary order: the order the flow was trained in
