@@ -14,6 +14,9 @@ for every target). The context recipe:
 - with probability ``p_labels_only`` the context is a random subset of the labels and
   A_K only, no spectrum and no photometry ("given Teff = 4000 K, what is logg?"): each
   kept with the star's probability u, or (``labels_only_max``) 1 to that many of them;
+- with probability ``p_few_scalars`` the context is 1 to ``few_scalars_max`` random
+  scalars of any kind (labels, magnitudes, colours, parallax), no spectrum: "Teff and
+  two colours" is otherwise a rare context (benchmark/input_information.md);
 - ``drop_names`` are removed from the training data altogether (a model pre-trained
   without a quantity, to fine-tune on later) and ``input_only`` names are shown but
   never scored (with ``tied_queries``, a test of requests never trained); fine-tuning
@@ -93,6 +96,8 @@ class TrainConfig:
     p_labels_only: float = 0.0
     labels_only_max: int = 0  # labels-only contexts show 1..this many parameters (0: each
     # parameter kept with the star's keep probability u)
+    p_few_scalars: float = 0.0  # contexts of 1..few_scalars_max random scalars only
+    few_scalars_max: int = 4
     label_errors: bool = False  # labels as inputs: synthetic errors or none (see recipe)
     label_error_min: float = 0.02  # smallest synthetic label error, x the label's scale
     init_from: str = ""  # a model folder to start from (fine-tuning); "" = from scratch
@@ -224,6 +229,12 @@ def sample_context(values: torch.Tensor, sigmas: torch.Tensor, cfg: TrainConfig,
     else:
         few = PARAMETER_MASK.to(dev) & (rand(*keep.shape) < keep_prob)
     keep = torch.where(labels_only, few, keep)
+    if cfg.p_few_scalars:  # (no extra draws otherwise: older recipes replay exactly)
+        rank = rand(b, N_SCALARS).argsort(1).argsort(1)
+        count = 1 + (rand(b, 1) * cfg.few_scalars_max).long()
+        few_scalars = torch.zeros_like(keep)
+        few_scalars[:, :N_SCALARS] = rank < count
+        keep = torch.where(rand(b, 1) < cfg.p_few_scalars, few_scalars, keep)
     values = torch.where(keep, values, torch.nan)
     if cfg.label_errors:
         low = math.log(cfg.label_error_min)

@@ -98,6 +98,18 @@ def test_sample_context_hides_and_keeps():
     torch.testing.assert_close(sig[:, 4:], torch.full_like(sig[:, 4:], 0.1))
 
 
+def test_few_scalar_contexts_show_a_handful_of_any_scalars():
+    v, _ = random_batch(2000)
+    v = torch.nan_to_num(v, 0.0)
+    cfg = replace(PRESETS["smoke"], p_few_scalars=0.5, few_scalars_max=3)
+    ctx, _ = sample_context(v, torch.full_like(v, 0.1), cfg, torch.Generator().manual_seed(2))
+    shown = torch.isfinite(ctx)
+    few = ~shown[:, N_SCALARS:].any(1) & (shown[:, :N_SCALARS].sum(1) <= 3)
+    assert 0.45 < few.float().mean() < 0.65  # half, plus short contexts of other kinds
+    photometry_and_label = few & shown[:, :4].any(1) & shown[:, 4:N_SCALARS].any(1)
+    assert photometry_and_label.float().mean() > 0.1  # e.g. Teff and a colour, alone
+
+
 def test_checkpoint_round_trip(tiny_run):
     net, norm, meta = load_checkpoint(tiny_run)
     assert meta["epoch"] == 2 and meta["trained_names"][:3] == ["teff", "logg", "fe_h"]
