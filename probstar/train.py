@@ -127,6 +127,10 @@ class TrainConfig:
                              "only: it cannot be combined with train_only / freeze_encoder")
         if self.p_full_spectrum + self.p_no_spectrum > 1:
             raise ValueError("TrainConfig.p_full_spectrum + p_no_spectrum must be <= 1")
+        if not 0 <= self.p_few_scalars <= 1 or self.few_scalars_max < 1:
+            raise ValueError("TrainConfig.p_few_scalars must be in [0, 1] and "
+                             f"few_scalars_max >= 1, got {self.p_few_scalars}, "
+                             f"{self.few_scalars_max}")
         if not 0 < self.label_error_min < 0.5:
             raise ValueError("TrainConfig.label_error_min must be in (0, 0.5), got "
                              f"{self.label_error_min}")

@@ -173,6 +173,8 @@ def test_train_config_validation():
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="label_error_min"):
         TrainConfig(label_error_min=0.0)
+    with pytest.raises(ValueError, match="few_scalars_max"):
+        TrainConfig(p_few_scalars=0.2, few_scalars_max=0)
 
 
 def test_dropping_absent_tokens_and_grouping_change_no_answer():
