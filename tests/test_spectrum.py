@@ -115,6 +115,7 @@ def test_inverse_likelihood_agrees_with_the_spectrum_answer(spectrum_run, test_s
     lp = like(theta)
     lp.sum().backward()
     assert theta.grad is not None and torch.isfinite(theta.grad).all()
+    assert all(p.grad is None for p in model.net.parameters())  # a loaded model is frozen
     given = {n: [v] for n, v in zip(like.parameters, theta[0].tolist())}
     post = model.posterior(given, "xp")
     nll = spectrum_nll(post, star)[0] * len(xp)

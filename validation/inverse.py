@@ -3,6 +3,8 @@
 
     python validation/inverse.py      # inverse.md and .png: ~100 min on 2 cores
     python validation/inverse.py --stars 4 --steps 400 --burn 100    # a quick look
+    python validation/inverse.py --sampler nuts --cache validation/inverse_nuts.jsonl \
+        --output validation/inverse_nuts.md      # ~10 min per star and core; resumable
 
 The report's header gives the settings and the machine. ``--device cuda --workers N``
 runs the network on a GPU, but one GPU shared by 12 workers was slower than this: none
@@ -20,11 +22,11 @@ of 50 stars finished 5,000 steps in 290 s (benchmark/NOTES.md).
 
    - *MCMC*: p(theta | XP spectrum) proportional to the tempered likelihood of the
      observed spectrum (flux errors convolved) times the training population's prior
-     (``probstar.inverse.Prior.training_population``), sampled with ``emcee``
-     (``--walkers`` walkers, ``--steps`` steps, the first ``--burn`` dropped,
-     ``--moves``) for every star, and with
-     Pyro NUTS (2 chains, ``--nuts-samples`` draws after as many warm-up steps) for the
-     first ``--nuts`` stars; both start over-dispersed around the posterior's mode;
+     (``probstar.inverse.Prior.training_population``), sampled with ``--sampler``:
+     ``emcee`` (``--walkers`` walkers, ``--steps`` steps, the first ``--burn`` dropped,
+     ``--moves``) or Pyro ``nuts`` (``--chains`` chains of ``--nuts-samples`` draws
+     after ``--nuts-warmup`` warm-up steps); both start over-dispersed around the
+     posterior's mode, seeded by the star's index;
    - *amortised*: ``model.posterior(spectrum, PARAMETERS)``, the mixture head
      (recalibrated), one network pass. Its prior is the same population's: the one it
      was trained on.
@@ -34,11 +36,16 @@ in quadrature, for at least 90% of (star, parameter) pairs; the MCMC must have R
 1.01 and bulk ESS > 400 per parameter. Calibration of both: how often median +- 0.994
 sd (the 68% interval of a normal), widened by the label's APOGEE error, holds the
 label. Times are wall seconds per star on this machine.
+
+``--cache FILE`` keeps each star's summary (a JSON line) as soon as it is sampled and
+skips the stars already there with the same settings: a run stopped by ``--deadline`` (or
+by anything else) goes on where it stopped, and the report covers every cached star.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import time
@@ -65,32 +72,42 @@ HERE = Path(__file__).resolve().parent
 _WORKER: dict = {}
 
 
-def _init_worker(model: str | None, device: str, walkers: int, steps: int, burn: int,
-                 moves: str, nuts_samples: int, temperature: float) -> None:
+def _init_worker(model: str | None, device: str, temperature: float, args: dict) -> None:
     torch.set_num_threads(1)
     m = load_model(model)
     m.net.to(device)
-    _WORKER.update(model=m, walkers=walkers, steps=steps, burn=burn, moves=moves,
-                   nuts_samples=nuts_samples, temperature=temperature,
-                   prior=Prior.training_population())
+    _WORKER.update(model=m, temperature=temperature, prior=Prior.training_population(),
+                   args=args)
 
 
 def _sample_star(job) -> tuple[int, dict]:
-    """emcee (and NUTS if asked) for one star, in a worker process."""
-    i, flux, flux_err, nuts = job
-    w = _WORKER
+    """The chosen sampler for one star, in a worker process: its summary and seconds."""
+    i, flux, flux_err = job
+    w, a = _WORKER, _WORKER["args"]
     like = SpectrumLikelihood(w["model"], flux, flux_err, temperature=w["temperature"])
     t = time.perf_counter()
-    out = {"emcee": summarise(run_emcee(like, w["prior"], n_walkers=w["walkers"],
-                                        n_steps=w["steps"], burn=w["burn"], seed=i,
-                                        moves=w["moves"]))}
-    out["t_emcee"] = time.perf_counter() - t
-    if nuts:
-        t = time.perf_counter()
-        out["nuts"] = summarise(run_nuts(like, w["prior"], n_samples=w["nuts_samples"],
-                                         warmup=w["nuts_samples"], seed=i))
-        out["t_nuts"] = time.perf_counter() - t
-    return i, out
+    if a["sampler"] == "emcee":
+        idata = run_emcee(like, w["prior"], n_walkers=a["walkers"], n_steps=a["steps"],
+                          burn=a["burn"], seed=i, moves=a["moves"])
+    else:
+        idata = run_nuts(like, w["prior"], n_samples=a["nuts_samples"],
+                         warmup=a["nuts_warmup"], chains=a["chains"], seed=i)
+    return i, {**summarise(idata), "seconds": time.perf_counter() - t}
+
+
+SUMMARY = ("median", "std", "r_hat", "ess")
+
+
+def _read_cache(path: str | None, sampling: dict) -> dict[int, dict]:
+    """The stars of a --cache file sampled with these settings (later lines win)."""
+    results = {}
+    if path and Path(path).exists():
+        for line in Path(path).read_text().splitlines():
+            row = json.loads(line)
+            if all(row.get(k) == v for k, v in sampling.items()):
+                results[row["star"]] = {k: np.asarray(row[k]) for k in (*SUMMARY,
+                                                                         "seconds")}
+    return results
 
 
 def summarise(idata: az.InferenceData) -> dict[str, np.ndarray]:
@@ -125,7 +142,7 @@ def main() -> None:
     p.add_argument("--store", action="store_true",
                    help="store the temperature (fitted or given) in the model folder's "
                         "config.json, where SpectrumLikelihood finds it by default")
-    p.add_argument("--nuts", type=int, default=0, help="stars also sampled with NUTS")
+    p.add_argument("--sampler", default="emcee", choices=["emcee", "nuts"])
     p.add_argument("--model", default=None)
     p.add_argument("--output", default=str(HERE / "inverse.md"))
     p.add_argument("--walkers", type=int, default=24, help="emcee walkers")
@@ -133,7 +150,11 @@ def main() -> None:
     p.add_argument("--burn", type=int, default=1000, help="emcee steps dropped")
     p.add_argument("--moves", default="differential", choices=["differential", "stretch"],
                    help="emcee's proposal moves (probstar.inverse.run_emcee)")
-    p.add_argument("--nuts-samples", type=int, default=500)
+    p.add_argument("--chains", type=int, default=4, help="NUTS chains")
+    p.add_argument("--nuts-samples", type=int, default=500, help="NUTS draws per chain")
+    p.add_argument("--nuts-warmup", type=int, default=300, help="NUTS warm-up steps")
+    p.add_argument("--cache", default=None,
+                   help="JSON-lines file of per-star results, kept and reused (resumes)")
     p.add_argument("--device", default="cpu", help="where the network runs: cpu or cuda")
     p.add_argument("--workers", type=int, default=2, help="stars sampled in parallel")
     p.add_argument("--deadline", type=float, default=float("inf"),
@@ -168,52 +189,62 @@ def main() -> None:
     amortised = {"median": direct.median()[:, order], "std": direct.std()[:, order]}
     t_amortised = (time.perf_counter() - t0) / len(stars)
 
-    jobs = [(i, stars.values[i, xp], stars.errors[i, xp], i < args.nuts) for i in
-            range(len(stars))]
-    settings = (args.model, args.device, args.walkers, args.steps, args.burn, args.moves,
-                args.nuts_samples, temperature)
-    results, stop = {}, time.time() + args.deadline
-    with mp.get_context("spawn").Pool(args.workers, _init_worker, settings) as pool:
+    sampling = {"sampler": args.sampler, "temperature": temperature,
+                "model": args.model or "shipped", **(
+                    {k: getattr(args, k) for k in ("walkers", "steps", "burn", "moves")}
+                    if args.sampler == "emcee" else
+                    {k: getattr(args, k) for k in ("chains", "nuts_samples", "nuts_warmup")})}
+    results = _read_cache(args.cache, sampling)
+    jobs = [(i, stars.values[i, xp], stars.errors[i, xp]) for i in range(len(stars))
+            if i not in results]
+    stop = time.time() + args.deadline
+    with mp.get_context("spawn").Pool(args.workers, _init_worker, (
+            args.model, args.device, temperature, vars(args))) as pool:
         pending = pool.imap_unordered(_sample_star, jobs)
-        for _ in tqdm(jobs, desc="MCMC", unit="star"):
+        for _ in tqdm(jobs, desc=args.sampler, unit="star"):
             try:
                 left = None if np.isinf(stop) else max(1.0, stop - time.time())
                 i, results[i] = pending.next(timeout=left)
             except mp.TimeoutError:
-                print(f"--deadline reached: {len(results)} of {len(jobs)} stars sampled")
+                print(f"--deadline reached: {len(results)} of {len(stars)} stars sampled")
                 break
+            if args.cache:
+                with open(args.cache, "a") as f:
+                    f.write(json.dumps({"star": i, **sampling, **{
+                        k: np.asarray(v).tolist() for k, v in results[i].items()}}) + "\n")
     done = sorted(results)  # the report covers the stars sampled before the deadline
     if not done:
         raise SystemExit("no star was sampled before --deadline: nothing to report")
     stars = stars.select(done)
     amortised = {k: v[done] for k, v in amortised.items()}
-    rows = [results[i]["emcee"] for i in done]
-    t_emcee = [results[i]["t_emcee"] for i in done]
-    nuts_rows = [results[i]["nuts"] for i in done if "nuts" in results[i]]
-    t_nuts = [results[i]["t_nuts"] for i in done if "nuts" in results[i]]
-    emcee_ = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-    ratio = agreement(emcee_, amortised)
+    mc = args.sampler
+    seconds = [results[i]["seconds"] for i in done]
+    mcmc = {k: np.stack([results[i][k] for i in done]) for k in SUMMARY}
+    ratio = agreement(mcmc, amortised)
     truth, error = stars.values[:, cols], stars.errors[:, cols]
     covered = {name: coverage68(answer, truth, error) for name, answer in
-               (("emcee", emcee_), ("amortised", amortised))}
+               ((mc, mcmc), ("amortised", amortised))}
 
     machine = torch.cuda.get_device_name() if args.device == "cuda" else \
         f"{os.cpu_count()} CPU cores"
+    how = (f"--walkers {args.walkers} --steps {args.steps} --burn {args.burn} --moves "
+           f"{args.moves}" if mc == "emcee" else f"--chains {args.chains} --nuts-samples "
+           f"{args.nuts_samples} --nuts-warmup {args.nuts_warmup}")
+    what = (f"emcee {args.walkers} walkers x {args.steps} steps, the first {args.burn} "
+            f"dropped, {args.moves} moves" if mc == "emcee" else
+            f"Pyro NUTS {args.chains} chains x {args.nuts_samples} draws after "
+            f"{args.nuts_warmup} warm-up steps")
     command = (f"python validation/inverse.py --stars {args.stars}"
                + (f" --calibration-stars {args.calibration_stars}" if fitted else "")
                + (f" --temperature {args.temperature:g}" if args.temperature is not None
                   else "")
                + (" --store" if args.store else "")
-               + f" --nuts {args.nuts} --walkers {args.walkers} --steps {args.steps} "
-               f"--burn {args.burn} --moves {args.moves} --nuts-samples "
-               f"{args.nuts_samples} --device {args.device} --workers {args.workers}")
+               + f" --sampler {mc} {how} --device {args.device} --workers {args.workers}"
+               + (f" --cache {args.cache}" if args.cache else ""))
     lines = ["# MCMC with the generative likelihood against the amortised answer",
              "", f"`{command}` (model: {args.model or 'shipped'}; {len(stars)} test stars, "
              f"XP spectrum only; {machine}, {args.workers} stars at a time, one CPU thread "
-             f"each; emcee {args.walkers} walkers x {args.steps} steps, the first {args.burn} "
-             f"dropped, {args.moves} moves"
-             + (f"; NUTS 2 chains x {args.nuts_samples} draws after {args.nuts_samples} "
-                "warm-up steps" if args.nuts else "") + "). Bar: medians within the "
+             f"each; {what}). Bar: medians within the "
              "combined standard deviation for >= 90% of (star, parameter) pairs; MCMC "
              "R-hat < 1.01, bulk ESS > 400. Prior: the training population's (a kernel "
              "density of the train-split labels), as the amortised answer's.", ""]
@@ -238,50 +269,40 @@ def main() -> None:
                   + ("; stored in the model's config.json" if args.store else "") + ").", ""]
     lines += ["## 2. Test split: MCMC (tempered likelihood) against the amortised answer", "",
               "| parameter | agree | median abs(diff)/combined sd | max R-hat | min ESS | "
-              "emcee median sd | amortised median sd | emcee 68% coverage | amortised 68% "
-              "coverage | emcee: robust scatter vs APOGEE | amortised: robust scatter "
+              f"{mc} median sd | amortised median sd | {mc} 68% coverage | amortised 68% "
+              f"coverage | {mc}: robust scatter vs APOGEE | amortised: robust scatter "
               "vs APOGEE |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for j, name in enumerate(PARAMETERS):
         lines.append(
             f"| {name} | {np.mean(ratio[:, j] < 1):.2f} | {np.median(ratio[:, j]):.2f} | "
-            f"{emcee_['r_hat'][:, j].max():.3f} | {emcee_['ess'][:, j].min():.0f} | "
-            f"{np.median(emcee_['std'][:, j]):.3g} | {np.median(amortised['std'][:, j]):.3g} "
-            f"| {covered['emcee'][:, j].mean():.2f} | {covered['amortised'][:, j].mean():.2f} "
-            f"| {robust_scatter(truth[:, j], emcee_['median'][:, j]):.3g} | "
+            f"{mcmc['r_hat'][:, j].max():.3f} | {mcmc['ess'][:, j].min():.0f} | "
+            f"{np.median(mcmc['std'][:, j]):.3g} | {np.median(amortised['std'][:, j]):.3g} "
+            f"| {covered[mc][:, j].mean():.2f} | {covered['amortised'][:, j].mean():.2f} "
+            f"| {robust_scatter(truth[:, j], mcmc['median'][:, j]):.3g} | "
             f"{robust_scatter(truth[:, j], amortised['median'][:, j]):.3g} |")
-    converged = (emcee_["r_hat"] < 1.01).all(1) & (emcee_["ess"] > 400).all(1)
-    sharper = np.median(emcee_["std"] / amortised["std"], 0)
+    converged = (mcmc["r_hat"] < 1.01).all(1) & (mcmc["ess"] > 400).all(1)
+    sharper = np.median(mcmc["std"] / amortised["std"], 0)
     lines += ["", f"- All pairs: {np.mean(ratio < 1):.3f} agree (bar 0.90). Stars whose "
-              f"emcee run meets R-hat < 1.01 and ESS > 400 for every parameter: "
+              f"{mc} run meets R-hat < 1.01 and ESS > 400 for every parameter: "
               f"{converged.sum()} of {len(stars)}.",
-              f"- 68% coverage, all pairs: emcee {covered['emcee'].mean():.3f}, amortised "
-              f"{covered['amortised'].mean():.3f}. The emcee posterior is wider, star by "
+              f"- 68% coverage, all pairs: {mc} {covered[mc].mean():.3f}, amortised "
+              f"{covered['amortised'].mean():.3f}. The {mc} posterior is wider, star by "
               "star, by a median factor of " + ", ".join(
                   f"{x:.1f} ({n})" for n, x in zip(PARAMETERS, sharper)) + ".",
               f"- Time per star: amortised {1e3 * t_amortised:.1f} ms (one batched pass "
-              f"for all {len(stars)} stars, CPU), emcee {np.mean(t_emcee):.1f} s (wall "
+              f"for all {len(stars)} stars, CPU), {mc} {np.mean(seconds):.1f} s (wall "
               f"time of one star in its worker, {args.workers} workers sharing the machine) "
-              f"({np.mean(t_emcee) / t_amortised:.0f}x slower)"
-              + (f", NUTS {np.mean(t_nuts):.1f} s" if t_nuts else "") + "."]
-    if nuts_rows:
-        nuts = {k: np.stack([r[k] for r in nuts_rows]) for k in nuts_rows[0]}
-        at = [k for k, i in enumerate(done) if "nuts" in results[i]]
-        same = {name: {k: v[at] for k, v in d.items()} for name, d in
-                (("emcee", emcee_), ("amortised", amortised))}
-        lines += [f"- NUTS on {len(at)} stars: max R-hat {nuts['r_hat'].max():.3f}, min ESS "
-                  f"{nuts['ess'].min():.0f}; NUTS vs emcee medians within the combined sd "
-                  f"for {np.mean(agreement(nuts, same['emcee']) < 1):.2f} of pairs, NUTS vs "
-                  f"amortised {np.mean(agreement(nuts, same['amortised']) < 1):.2f}."]
+              f"({np.mean(seconds) / t_amortised:.0f}x slower)."]
 
     fig, axes = plt.subplots(1, len(PARAMETERS), figsize=(4 * len(PARAMETERS), 4))
     for j, (ax, name) in enumerate(zip(axes, PARAMETERS)):
-        ax.errorbar(emcee_["median"][:, j], amortised["median"][:, j],
-                    xerr=emcee_["std"][:, j], yerr=amortised["std"][:, j], fmt=".", ms=4,
+        ax.errorbar(mcmc["median"][:, j], amortised["median"][:, j],
+                    xerr=mcmc["std"][:, j], yerr=amortised["std"][:, j], fmt=".", ms=4,
                     lw=0.7, color="#1f5fa8", alpha=0.8)
-        lo = min(emcee_["median"][:, j].min(), amortised["median"][:, j].min())
-        hi = max(emcee_["median"][:, j].max(), amortised["median"][:, j].max())
+        lo = min(mcmc["median"][:, j].min(), amortised["median"][:, j].min())
+        hi = max(mcmc["median"][:, j].max(), amortised["median"][:, j].max())
         ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.8)
-        ax.set_xlabel(f"emcee (likelihood^(1/{temperature:g})): {axis_label(name)}",
+        ax.set_xlabel(f"{mc} (likelihood^(1/{temperature:g})): {axis_label(name)}",
                       fontsize=8)
         ax.set_ylabel(f"amortised: {axis_label(name)}", fontsize=8)
         ax.set_title(f"{name}: {np.mean(ratio[:, j] < 1):.0%} agree", fontsize=10)
