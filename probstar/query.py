@@ -43,8 +43,8 @@ def load_model(path: str | Path | None = None) -> "Model":
     shipped."""
     folder = shipped_model_path() if path is None else Path(path)
     net, normalization, meta = load_checkpoint(folder)
-    # answers need gradients for inputs at most (MCMC), never for the weights: ~10% faster
-    # there; fine-tuning sets requires_grad itself (probstar.train)
+    # answers need gradients for inputs at most (MCMC), never for the weights; fine-tuning
+    # sets requires_grad itself (probstar.train)
     net.requires_grad_(False)
     try:
         return Model(net, normalization, meta)

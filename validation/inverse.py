@@ -4,7 +4,7 @@
     python validation/inverse.py      # inverse.md and .png: ~100 min on 2 cores
     python validation/inverse.py --stars 4 --steps 400 --burn 100    # a quick look
     python validation/inverse.py --sampler nuts --cache validation/inverse_nuts.jsonl \
-        --output validation/inverse_nuts.md      # ~10 min per star and core; resumable
+        --output validation/inverse_nuts.md      # ~13 min per star, 2 at a time; resumable
 
 The report's header gives the settings and the machine. ``--device cuda --workers N``
 runs the network on a GPU, but one GPU shared by 12 workers was slower than this: none
@@ -40,6 +40,7 @@ label. Times are wall seconds per star on this machine.
 ``--cache FILE`` keeps each star's summary (a JSON line) as soon as it is sampled and
 skips the stars already there with the same settings: a run stopped by ``--deadline`` (or
 by anything else) goes on where it stopped, and the report covers every cached star.
+``--deadline 0`` only rewrites the report from the cache.
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ def _sample_star(job) -> tuple[int, dict]:
 
 
 SUMMARY = ("median", "std", "r_hat", "ess")
+#: each sampler's own options (argparse names): the cache key and the report's command
+SAMPLER_OPTIONS = {"emcee": ("walkers", "steps", "burn", "moves"),
+                   "nuts": ("chains", "nuts_samples", "nuts_warmup")}
 
 
 def _read_cache(path: str | None, sampling: dict) -> dict[int, dict]:
@@ -190,10 +194,8 @@ def main() -> None:
     t_amortised = (time.perf_counter() - t0) / len(stars)
 
     sampling = {"sampler": args.sampler, "temperature": temperature,
-                "model": args.model or "shipped", **(
-                    {k: getattr(args, k) for k in ("walkers", "steps", "burn", "moves")}
-                    if args.sampler == "emcee" else
-                    {k: getattr(args, k) for k in ("chains", "nuts_samples", "nuts_warmup")})}
+                "model": args.model or "shipped",
+                **{k: getattr(args, k) for k in SAMPLER_OPTIONS[args.sampler]}}
     results = _read_cache(args.cache, sampling)
     jobs = [(i, stars.values[i, xp], stars.errors[i, xp]) for i in range(len(stars))
             if i not in results]
@@ -227,9 +229,7 @@ def main() -> None:
 
     machine = torch.cuda.get_device_name() if args.device == "cuda" else \
         f"{os.cpu_count()} CPU cores"
-    how = (f"--walkers {args.walkers} --steps {args.steps} --burn {args.burn} --moves "
-           f"{args.moves}" if mc == "emcee" else f"--chains {args.chains} --nuts-samples "
-           f"{args.nuts_samples} --nuts-warmup {args.nuts_warmup}")
+    how = " ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in SAMPLER_OPTIONS[mc])
     what = (f"emcee {args.walkers} walkers x {args.steps} steps, the first {args.burn} "
             f"dropped, {args.moves} moves" if mc == "emcee" else
             f"Pyro NUTS {args.chains} chains x {args.nuts_samples} draws after "
@@ -284,7 +284,13 @@ def main() -> None:
     sharper = np.median(mcmc["std"] / amortised["std"], 0)
     lines += ["", f"- All pairs: {np.mean(ratio < 1):.3f} agree (bar 0.90). Stars whose "
               f"{mc} run meets R-hat < 1.01 and ESS > 400 for every parameter: "
-              f"{converged.sum()} of {len(stars)}.",
+              f"{converged.sum()} of {len(stars)}; with max R-hat < 1.02: "
+              f"{(mcmc['r_hat'].max(1) < 1.02).sum()}. Per star, max R-hat / min ESS / "
+              "seconds, the bar's misses in bold: " + ", ".join(
+                  f"{i}: " + ("{}" if ok else "**{}**").format(
+                      f"{r.max():.4f} / {e.min():.0f} / {t:.0f}")
+                  for i, ok, r, e, t in zip(done, converged, mcmc["r_hat"], mcmc["ess"],
+                                            seconds)) + ".",
               f"- 68% coverage, all pairs: {mc} {covered[mc].mean():.3f}, amortised "
               f"{covered['amortised'].mean():.3f}. The {mc} posterior is wider, star by "
               "star, by a median factor of " + ", ".join(
