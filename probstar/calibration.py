@@ -17,6 +17,9 @@ probstar's: ``draws`` are samples of the predictive distribution, shape
 - :func:`sbc_ranks` and :func:`rank_uniformity`: simulation-based calibration (Talts
   et al. 2018) for posteriors of simulated stars, with a Kolmogorov-Smirnov test.
 - :func:`reliability_diagram`: observed against nominal coverage, with the band.
+- :func:`agreement` of two answers for the same star (e.g. MCMC and amortised), and
+  :func:`expected_agreement`, how often two calibrated answers of given widths agree by
+  chance: answers that carry different information disagree even when both are right.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ import numpy as np
 from scipy import special, stats
 
 __all__ = ["pit", "label_errors", "coverage", "binomial_band", "coverage_check", "crps",
-           "log_score", "sbc_ranks", "rank_uniformity", "reliability_diagram", "LEVELS",
-           "CHECKED"]
+           "log_score", "sbc_ranks", "rank_uniformity", "reliability_diagram", "agreement",
+           "expected_agreement", "LEVELS", "CHECKED"]
 
 #: Central-interval levels of the coverage curves (5% to 99%).
 LEVELS = np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.7, 0.8, 0.9, 0.95, 0.99])
@@ -150,6 +153,27 @@ def rank_uniformity(ranks: np.ndarray, n_draws: int, seed: int = 0) -> float:
     r = np.asarray(ranks, float)
     u = (r + np.random.default_rng(seed).uniform(size=r.shape)) / (n_draws + 1)
     return float(stats.kstest(u.ravel(), "uniform").pvalue)
+
+
+def agreement(median_a: np.ndarray, sd_a: np.ndarray, median_b: np.ndarray,
+              sd_b: np.ndarray) -> np.ndarray:
+    """|median_a - median_b| / sqrt(sd_a^2 + sd_b^2), elementwise: below 1, two answers
+    "agree within their uncertainties"."""
+    return np.abs(np.subtract(median_a, median_b)) / np.hypot(sd_a, sd_b)
+
+
+def expected_agreement(sd_a: np.ndarray, sd_b: np.ndarray) -> np.ndarray:
+    """P(:func:`agreement` < 1), elementwise, for two calibrated normal posteriors of
+    widths ``sd_a`` and ``sd_b`` when one's information holds the other's (e.g. an
+    amortised answer that reads more of the same spectrum than a likelihood does).
+
+    The difference of their means is then normal with variance ``|sd_a^2 - sd_b^2|``
+    (law of total variance), so answers of equal width always agree and a twice wider
+    one agrees with probability 0.80 only.
+    """
+    var_a, var_b = np.square(sd_a), np.square(sd_b)
+    z = np.sqrt((var_a + var_b) / np.maximum(np.abs(var_a - var_b), 1e-300))
+    return 2 * special.ndtr(z) - 1
 
 
 def reliability_diagram(pit_by_label: dict[str, np.ndarray], ax=None,

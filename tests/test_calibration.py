@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from probstar.calibration import LEVELS, binomial_band, coverage, crps, log_score, pit, \
-    rank_uniformity, sbc_ranks
+from probstar.calibration import LEVELS, agreement, binomial_band, coverage, crps, \
+    expected_agreement, log_score, pit, rank_uniformity, sbc_ranks
 
 RNG = np.random.default_rng(0)
 N_STARS, N_DRAWS = 4000, 400
@@ -73,6 +73,27 @@ def test_sbc_ranks_detect_miscalibration():
         ranks = sbc_ranks(draws, truth)
         assert ranks.min() >= 0 and ranks.max() <= N_DRAWS
         assert (rank_uniformity(ranks, N_DRAWS) > 0.01) == calibrated
+
+
+def test_expected_agreement_of_nested_calibrated_posteriors():
+    """theta ~ N(0, 1) seen through two noisy measurements: the exact posterior given
+    the first and the one given both agree as often as expected_agreement says; a
+    posterior given an independent measurement disagrees more often."""
+    n = 200_000
+    theta = RNG.normal(size=n)
+    x1, x2, x3 = (theta + s * RNG.normal(size=n) for s in (0.5, 0.8, 0.5))
+
+    def posterior(*measured):  # conjugate normal: (mean, sd) given (x, noise sd) pairs
+        precision = 1 + sum(s ** -2 for _, s in measured)
+        return sum(x / s ** 2 for x, s in measured) / precision, np.full(n, precision ** -0.5)
+
+    (m1, s1), (m12, s12), (m3, s3) = posterior((x1, 0.5)), \
+        posterior((x1, 0.5), (x2, 0.8)), posterior((x3, 0.5))
+    expected = expected_agreement(s1, s12)
+    assert 0.9 < expected[0] < 1
+    assert abs(np.mean(agreement(m1, s1, m12, s12) < 1) - expected[0]) < 0.005
+    assert np.mean(agreement(m1, s1, m3, s3) < 1) < 0.8  # same widths, not nested: 0.736
+    assert expected_agreement(1.0, 1.0) == 1 and abs(expected_agreement(2.0, 1.0) - 0.8033) < 1e-4
 
 
 def test_missing_truths_and_bad_shapes():

@@ -35,9 +35,9 @@ Agreement bar: the two medians differ by less than the two standard deviations a
 in quadrature, for at least 90% of (star, parameter) pairs; the MCMC must have R-hat <
 1.01 and bulk ESS > 400 per parameter. Two calibrated answers meet it only if they carry
 about the same information: the report also gives the agreement expected by chance from
-the two answers' widths (``nested_agreement``). Calibration of both: how often
-median +- 0.994 sd (the 68% interval of a normal), widened by the label's APOGEE error,
-holds the label. Times are wall seconds per star on this machine.
+the two answers' widths (``probstar.calibration.expected_agreement``). Calibration of
+both: how often median +- 0.994 sd (the 68% interval of a normal), widened by the
+label's APOGEE error, holds the label. Times are wall seconds per star on this machine.
 
 ``--cache FILE`` keeps each star's summary (a JSON line) as soon as it is sampled and
 skips the stars already there with the same settings: a run stopped by ``--deadline`` (or
@@ -58,9 +58,9 @@ import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from scipy.special import ndtr
 from tqdm.auto import tqdm
 
+from probstar.calibration import agreement, expected_agreement
 from probstar.checkpoint import update_config
 from probstar.data import load_split
 from probstar.evaluate import robust_scatter
@@ -125,22 +125,6 @@ def summarise(idata: az.InferenceData) -> dict[str, np.ndarray]:
     return {"median": np.array([float(post[p].median()) for p in PARAMETERS]),
             "std": np.array([float(post[p].std()) for p in PARAMETERS]),
             "r_hat": s["r_hat"].to_numpy(), "ess": s["ess_bulk"].to_numpy()}
-
-
-def agreement(a: dict, b: dict) -> np.ndarray:
-    """|median difference| / combined standard deviation, per parameter."""
-    return np.abs(a["median"] - b["median"]) / np.hypot(a["std"], b["std"])
-
-
-def nested_agreement(a: dict, b: dict) -> np.ndarray:
-    """The chance, per pair, that the medians agree (``agreement`` < 1) if both answers
-    were calibrated normal posteriors and one's information held the other's (the
-    amortised answer reading more of the same spectrum): the difference of the medians
-    is then normal with variance |sd_a^2 - sd_b^2| (law of total variance), so two
-    calibrated answers of unequal width disagree by chance alone."""
-    var_a, var_b = a["std"] ** 2, b["std"] ** 2
-    z = np.sqrt((var_a + var_b) / np.maximum(np.abs(var_a - var_b), 1e-300))
-    return 2 * ndtr(z) - 1
 
 
 def coverage68(answer: dict, truth: np.ndarray, error: np.ndarray) -> np.ndarray:
@@ -236,8 +220,8 @@ def main() -> None:
     mc = args.sampler
     seconds = [results[i]["seconds"] for i in done]
     mcmc = {k: np.stack([results[i][k] for i in done]) for k in SUMMARY}
-    ratio = agreement(mcmc, amortised)
-    ceiling = nested_agreement(mcmc, amortised)
+    ratio = agreement(mcmc["median"], mcmc["std"], amortised["median"], amortised["std"])
+    ceiling = expected_agreement(mcmc["std"], amortised["std"])
     truth, error = stars.values[:, cols], stars.errors[:, cols]
     covered = {name: coverage68(answer, truth, error) for name, answer in
                ((mc, mcmc), ("amortised", amortised))}
@@ -300,7 +284,8 @@ def main() -> None:
     sharper = np.median(mcmc["std"] / amortised["std"], 0)
     lines += ["", f"- All pairs: {np.mean(ratio < 1):.3f} agree (bar 0.90); two calibrated "
               "normal answers of these widths, one's information holding the other's, "
-              f"would agree on {ceiling.mean():.3f} of them (`nested_agreement` in this script). Stars whose "
+              f"would agree on {ceiling.mean():.3f} of them "
+              "(`probstar.calibration.expected_agreement`). Stars whose "
               f"{mc} run meets R-hat < 1.01 and ESS > 400 for every parameter: "
               f"{converged.sum()} of {len(stars)}; with max R-hat < 1.02: "
               f"{(mcmc['r_hat'].max(1) < 1.02).sum()}. Per star, max R-hat / min ESS / "
