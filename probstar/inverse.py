@@ -41,7 +41,8 @@ from .query import Model
 from .vocab import NAMES, index_of
 
 __all__ = ["PARAMETERS", "DEFAULT_BOUNDS", "Prior", "SpectrumLikelihood", "laplace",
-           "fit_temperature", "run_emcee", "run_nuts"]
+           "spectrum_residuals", "fit_discrepancy", "fit_temperature", "run_emcee",
+           "run_nuts"]
 
 PARAMETERS: tuple[str, ...] = ("teff", "logg", "fe_h", "alpha_m", "ak")
 #: The box of the prior (physical units) of each parameter.
@@ -139,11 +140,15 @@ class SpectrumLikelihood:
     errors (NaN = not observed, left out of the likelihood). ``temperature`` > 1 tempers
     the likelihood (module docstring); 1 is the model's likelihood as it is; default: the
     temperature stored with the model (``model.likelihood_temperature``).
+    ``discrepancy`` (343, k), normalised flux units: k more directions of pixel
+    covariance, shared by every star, that the spectrum head's own misses (a model
+    discrepancy term, :func:`fit_discrepancy`); None: none.
     """
 
     def __init__(self, model: Model, flux: np.ndarray, flux_err: np.ndarray,
                  parameters: Sequence[str] = PARAMETERS,
-                 temperature: float | None = None) -> None:
+                 temperature: float | None = None,
+                 discrepancy: np.ndarray | None = None) -> None:
         if not model.has_spectrum:
             raise ValueError("this model has no spectrum head: it gives no likelihood for "
                              "a spectrum")
@@ -169,11 +174,20 @@ class SpectrumLikelihood:
                                          dtype=torch.float32)
         self.log_jacobian = float(np.log(scale).sum())
         self.keep = torch.as_tensor(observed)  # the pixels in the likelihood
+        if discrepancy is not None:
+            discrepancy = np.asarray(discrepancy, np.float32)
+            if discrepancy.ndim != 2 or discrepancy.shape[0] != len(pixels) or \
+                    not np.isfinite(discrepancy).all():
+                raise ValueError(f"discrepancy must be a finite ({len(pixels)}, k) array, got "
+                                 f"shape {discrepancy.shape}")
+            discrepancy = torch.as_tensor(discrepancy[observed])
+        self.discrepancy = discrepancy
         self.theta_loc = torch.as_tensor(norm.loc[self.columns], dtype=torch.float32)
         self.theta_scale = torch.as_tensor(norm.scale[self.columns], dtype=torch.float32)
         self.device = next(model.net.parameters()).device  # where the network runs
-        for name in ("y", "noise_var", "keep", "theta_loc", "theta_scale"):
-            setattr(self, name, getattr(self, name).to(self.device))
+        for name in ("y", "noise_var", "keep", "theta_loc", "theta_scale", "discrepancy"):
+            if getattr(self, name) is not None:
+                setattr(self, name, getattr(self, name).to(self.device))
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
         """log-likelihood of the spectrum for each theta (..., d) -> (...), on theta's
@@ -185,7 +199,8 @@ class SpectrumLikelihood:
         pdf = self.model.net.spectrum_distribution(values, torch.full_like(values, torch.nan))
         kept = LowRankMultivariateNormal(pdf.loc[:, self.keep], pdf.cov_factor[:, self.keep],
                                          pdf.cov_diag[:, self.keep], validate_args=False)
-        log_like = with_noise(kept, self.noise_var).log_prob(self.y) - self.log_jacobian
+        observed = with_noise(kept, self.noise_var, self.discrepancy)
+        log_like = observed.log_prob(self.y) - self.log_jacobian
         return (log_like / self.temperature).reshape(shape).to(where)
 
 
@@ -257,9 +272,57 @@ def laplace(likelihood: SpectrumLikelihood, prior: Prior | None = None,
     return lo + mode.double().numpy() * width, cov * np.outer(width, width)
 
 
+def spectrum_residuals(model: Model, stars: Observations,
+                       parameters: Sequence[str] = PARAMETERS, batch: int = 512
+                       ) -> tuple[LowRankMultivariateNormal, torch.Tensor, torch.Tensor]:
+    """The spectrum head's answers at the stars' labels, with their observed spectra:
+    (answers, normalised flux (n, 343), its noise variance (n, 343)), for the stars with
+    every one of ``parameters`` labelled and every pixel observed."""
+    cols, xp = index_of(list(parameters)), index_of("xp")
+    usable = np.isfinite(stars.values[:, cols]).all(1) & \
+        np.isfinite(stars.values[:, xp]).all(1) & (stars.errors[:, xp] > 0).all(1)
+    if not usable.any():
+        raise ValueError("no star has every parameter labelled and a full XP spectrum")
+    norm, stars = model.normalization, stars.select(usable)
+    values = np.full_like(stars.values, np.nan)
+    values[:, cols] = (stars.values[:, cols] - norm.loc[cols]) / norm.scale[cols]
+    values = torch.as_tensor(values)
+    with torch.no_grad():
+        parts = [model.net.spectrum_distribution(v, torch.full_like(v, torch.nan))
+                 for v in values.split(batch)]
+    answers = LowRankMultivariateNormal(
+        torch.cat([a.loc for a in parts]), torch.cat([a.cov_factor for a in parts]),
+        torch.cat([a.cov_diag for a in parts]), validate_args=False)
+    flux = torch.as_tensor((stars.values[:, xp] - norm.loc[xp]) / norm.scale[xp])
+    noise_var = torch.as_tensor((stars.errors[:, xp] / norm.scale[xp]) ** 2)
+    return answers, flux.float(), noise_var.float()
+
+
+def fit_discrepancy(model: Model, stars: Observations, rank: int = 8, steps: int = 400,
+                    seed: int = 0, progress: bool = False) -> np.ndarray:
+    """A model-discrepancy term for :class:`SpectrumLikelihood`: ``rank`` directions of
+    pixel covariance G (343, rank), shared by every star, that maximise the likelihood of
+    ``stars``' observed spectra at their labels under N(mu, F F^T + G G^T + diag(d +
+    sigma^2)) (full-batch Adam). Fit it on stars the model was not trained on (the
+    validation split); the spectrum head's own factor F misses what they hold."""
+    from tqdm.auto import trange
+
+    answers, flux, noise_var = spectrum_residuals(model, stars)
+    gen = torch.Generator().manual_seed(seed)
+    g = (0.01 * torch.randn(flux.shape[1], rank, generator=gen)).requires_grad_()
+    opt = torch.optim.Adam([g], lr=0.01)
+    for _ in trange(steps, desc="discrepancy", disable=not progress):
+        opt.zero_grad()
+        loss = -with_noise(answers, noise_var, g).log_prob(flux).mean()
+        loss.backward()
+        opt.step()
+    return g.detach().numpy()
+
+
 def fit_temperature(model: Model, stars: Observations, prior: Prior | None = None,
                     temperatures: Sequence[float] = (1, 2, 4, 8, 16, 32, 64),
-                    level: float = 0.68, progress: bool = False
+                    level: float = 0.68, progress: bool = False,
+                    discrepancy: np.ndarray | None = None
                     ) -> tuple[float, dict[float, float]]:
     """The likelihood temperature whose posteriors cover ``stars``' labels as often as
     claimed: the one (of ``temperatures``) whose Laplace-approximate central ``level``
@@ -280,7 +343,7 @@ def fit_temperature(model: Model, stars: Observations, prior: Prior | None = Non
         if not np.isfinite(truth).all():
             continue
         like, mode = SpectrumLikelihood(model, stars.values[i, xp], stars.errors[i, xp],
-                                        prior.parameters), None
+                                        prior.parameters, discrepancy=discrepancy), None
         for t in sorted(temperatures):  # each search starts at the last mode
             like.temperature = float(t)
             mode, cov = laplace(like, prior, rng, start=mode)

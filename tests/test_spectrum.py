@@ -9,9 +9,9 @@ import torch
 from torch.distributions import LowRankMultivariateNormal, Normal
 
 from probstar.checkpoint import load_checkpoint
-from probstar.inverse import SpectrumLikelihood
+from probstar.inverse import SpectrumLikelihood, fit_discrepancy, spectrum_residuals
 from probstar.model.network import N_PIXELS, N_SCALARS
-from probstar.model.spectrum import SpectrumHead
+from probstar.model.spectrum import SpectrumHead, with_noise
 from probstar.query import load_model
 from probstar.samples import read_samples, write_samples
 from probstar.spectra import pixel_z, spectrum_nll
@@ -127,6 +127,28 @@ def test_inverse_likelihood_agrees_with_the_spectrum_answer(spectrum_run, test_s
         SpectrumLikelihood(model, star.values[0, xp][:10], star.errors[0, xp][:10])
     with pytest.raises(ValueError, match="temperature"):
         SpectrumLikelihood(model, star.values[0, xp], star.errors[0, xp], temperature=0)
+
+
+def test_discrepancy_directions_add_covariance_and_are_fitted_by_likelihood(spectrum_run,
+                                                                            test_stars):
+    """Zero discrepancy directions leave the likelihood as it is; the fitted ones raise
+    the likelihood of the spectra they were fitted on; a wrong shape is refused."""
+    model, xp = load_model(spectrum_run), index_of("xp")
+    star, theta = test_stars.select(slice(0, 1)), torch.tensor([[4800.0, 2.5, -0.2, 0.1, 0.05]])
+    plain = SpectrumLikelihood(model, star.values[0, xp], star.errors[0, xp])(theta)
+    zero = SpectrumLikelihood(model, star.values[0, xp], star.errors[0, xp],
+                              discrepancy=np.zeros((len(xp), 2)))(theta)
+    torch.testing.assert_close(zero, plain)
+    stars = test_stars.select(slice(0, 60))
+    g = fit_discrepancy(model, stars, rank=2, steps=60)
+    assert g.shape == (len(xp), 2) and np.isfinite(g).all()
+    answers, flux, noise_var = spectrum_residuals(model, stars)
+    before, after = (with_noise(answers, noise_var, d).log_prob(flux).mean()
+                     for d in (None, torch.as_tensor(g)))
+    assert after > before
+    with pytest.raises(ValueError, match="discrepancy"):
+        SpectrumLikelihood(model, star.values[0, xp], star.errors[0, xp],
+                           discrepancy=np.zeros((10, 2)))
 
 
 def test_population_prior_is_scipys_kernel_density_inside_the_box():

@@ -34,10 +34,15 @@ __all__ = ["SpectrumHead", "with_noise"]
 LOG_VAR_RANGE = (-14.0, 6.0)  # normalised flux units
 
 
-def with_noise(pdf: LowRankMultivariateNormal, noise_var: Tensor) -> LowRankMultivariateNormal:
+def with_noise(pdf: LowRankMultivariateNormal, noise_var: Tensor,
+               discrepancy: Tensor | None = None) -> LowRankMultivariateNormal:
     """The distribution of the observed flux: ``pdf`` with independent pixel noise of
-    variance ``noise_var`` added."""
-    return LowRankMultivariateNormal(pdf.loc, pdf.cov_factor, pdf.cov_diag + noise_var,
+    variance ``noise_var`` added, and covariance directions ``discrepancy`` (pixels, k)
+    shared by every star (``probstar.inverse.fit_discrepancy``) if given."""
+    factor = pdf.cov_factor
+    if discrepancy is not None:
+        factor = torch.cat([factor, discrepancy.expand(*factor.shape[:-2], -1, -1)], -1)
+    return LowRankMultivariateNormal(pdf.loc, factor, pdf.cov_diag + noise_var,
                                      validate_args=False)
 
 
