@@ -76,7 +76,7 @@ def run_demo(output: str | Path = "probstar-demo", model: Model | str | Path | N
     lines += _giant_question(model, test, {"teff": [TEFF]}, near,
                              f"|Teff - {TEFF:g}| <= {WINDOW:g} K", folder, "a_logg_given_teff")
 
-    lines += [f"\n## (b) The same star with negligible extinction (A_K = 0)\n"]
+    lines += ["\n## (b) The same star with negligible extinction (A_K = 0)\n"]
     lines += _giant_question(model, test, {"teff": [TEFF], "ak": [0.0]},
                              (np.abs(teff - TEFF) <= 2 * WINDOW) & (ak < LOW_AK),
                              f"|Teff - {TEFF:g}| <= {2 * WINDOW:g} K, A_K < {LOW_AK:g}",

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..vocab import index_of
 from .observations import Observations
 from .split import split_mask
 
