@@ -16,7 +16,6 @@ import time
 from dataclasses import replace
 
 import numpy as np
-import torch
 from torch.profiler import ProfilerActivity, profile
 
 from probstar.train import PRESETS, train

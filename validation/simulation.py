@@ -223,7 +223,7 @@ def main() -> None:
     command = "python validation/simulation.py" + (" --train" if args.train else "") + \
         (" --from-stage " + " ".join(args.from_stage) if args.from_stage else "") + \
         (f" --install {args.install}" if args.install else "")
-    out = [f"# Calibration against exact answers (simulated population)\n",
+    out = ["# Calibration against exact answers (simulated population)\n",
            f"`{command}` ({model}; {time.perf_counter() - t0:.0f} s on 2 threads)\n",
            f"## 1. Simulation-based calibration ({N_SBC} fresh stars, photometry + parallax, "
            f"{N_RANK_DRAWS} draws each)\n",
@@ -247,7 +247,7 @@ def main() -> None:
                          f"{'yes' if ok else '**no**'}")
         out.append(f"| {label} | {t:.0f} | {r['exact_dwarfs']:.3f} | {cells[0]} | {cells[1]} "
                    f"| {r['ess']:.0f} |")
-    out += [f"\n## 3. Coverage of Teff-only answers per true group: the exact posterior too\n",
+    out += ["\n## 3. Coverage of Teff-only answers per true group: the exact posterior too\n",
             f"{len(by_truth['truth'])} fresh simulated stars, each asked p(logg | Teff) with "
             f"its Teff observed +- {TEFF_ERR:g} K. The exact posterior is calibrated by "
             "construction, so its coverage over all stars is nominal; selected on the *true* "
