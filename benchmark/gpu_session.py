@@ -69,7 +69,6 @@ def main():
     # Probe the GPU preset's speed, then size the shipped run to the time left.
     probe = runs / "probe"
     shutil.rmtree(probe, ignore_errors=True)
-    tp = time.time()
     result = subprocess.run(train_cmd(args.preset, 2, probe, ["checkpoint_every=1"]),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     curve_file = probe / "learning_curve.jsonl"
