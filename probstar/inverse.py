@@ -12,10 +12,11 @@ differentiable through the network) and ``emcee`` (vectorised over walkers,
 differential-evolution moves). Both return ArviZ ``InferenceData``; ``arviz.summary``
 gives R-hat and ESS.
 
-The likelihood is misspecified: its rank-r covariance misses structure shared across
-pixels, so 343 pixels count as more independent evidence than they are and the
-untempered posterior is too narrow and often far from the truth
-(``validation/inverse.md``). The standard remedy is a tempered (coarsened) likelihood,
+The likelihood is misspecified: at the labels of held-out stars the whole spectrum fits
+within its covariance, but the head's mean spectrum has errors along the directions the
+parameters move it, so the untempered posterior is too narrow and often far from the
+truth (``validation/inverse.md``, ``benchmark/likelihood_discrepancy.md``; shared
+covariance directions, :func:`fit_discrepancy`, help a little). The standard remedy is a tempered (coarsened) likelihood,
 p(data | theta)^(1/T) (Miller & Dunson 2019, "Robust Bayesian inference via
 coarsening"), with T chosen so that the posterior's intervals hold the truth as often
 as they claim: :func:`fit_temperature`, on validation stars only.
