@@ -30,22 +30,14 @@ import numpy as np
 import torch
 
 from probstar.data import load_split
-from probstar.inverse import PARAMETERS, fit_discrepancy, spectrum_residuals
+from probstar.inverse import (PARAMETERS, fit_discrepancy, fully_labelled,
+                              spectrum_residuals)
 from probstar.model.spectrum import with_noise
 from probstar.query import load_model
 from probstar.vocab import index_of
 
 HERE = Path(__file__).resolve().parent
 TEMPERATURES = (1, 2, 4, 6, 8, 16)
-
-
-def labelled(stars):
-    """The stars with every parameter labelled and a full XP spectrum (the ones
-    ``spectrum_residuals`` scores, in the same order)."""
-    cols, xp = index_of(list(PARAMETERS)), index_of("xp")
-    return stars.select(np.isfinite(stars.values[:, cols]).all(1)
-                        & np.isfinite(stars.values[:, xp]).all(1)
-                        & (stars.errors[:, xp] > 0).all(1))
 
 
 def mean_spectra(model, stars, shift: np.ndarray) -> torch.Tensor:
@@ -60,7 +52,7 @@ def mean_spectra(model, stars, shift: np.ndarray) -> torch.Tensor:
 
 
 def misfit(model, stars, discrepancy: np.ndarray | None, step: float = 1e-2) -> dict:
-    """Both measures of the module docstring for ``stars`` (all :func:`labelled`), and
+    """Both measures of the module docstring for ``stars`` (all ``fully_labelled``), and
     the mean log-likelihood per pixel (nats, normalised flux units). The Jacobian of the
     mean spectrum comes from central differences of ``step`` (normalised units)."""
     answers, flux, noise_var = spectrum_residuals(model, stars)
@@ -107,8 +99,8 @@ def main() -> None:
     model = load_model()
     validation = load_split("validation")
     fit_half = validation.select(np.arange(0, len(validation), 2))
-    check_half = labelled(validation.select(np.arange(1, len(validation), 2)))
-    test = labelled(load_split("test"))
+    check_half = fully_labelled(validation.select(np.arange(1, len(validation), 2)))
+    test = fully_labelled(load_split("test"))
     fits: dict[int, tuple[np.ndarray | None, float]] = {0: (None, 0.0)}
     for k in args.ranks:
         t = time.perf_counter()

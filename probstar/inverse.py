@@ -42,8 +42,8 @@ from .query import Model
 from .vocab import NAMES, index_of
 
 __all__ = ["PARAMETERS", "DEFAULT_BOUNDS", "Prior", "SpectrumLikelihood", "laplace",
-           "spectrum_residuals", "fit_discrepancy", "fit_temperature", "run_emcee",
-           "run_nuts"]
+           "fully_labelled", "spectrum_residuals", "fit_discrepancy", "fit_temperature",
+           "run_emcee", "run_nuts"]
 
 PARAMETERS: tuple[str, ...] = ("teff", "logg", "fe_h", "alpha_m", "ak")
 #: The box of the prior (physical units) of each parameter.
@@ -273,6 +273,17 @@ def laplace(likelihood: SpectrumLikelihood, prior: Prior | None = None,
     return lo + mode.double().numpy() * width, cov * np.outer(width, width)
 
 
+def fully_labelled(stars: Observations, parameters: Sequence[str] = PARAMETERS
+                   ) -> Observations:
+    """The stars with every one of ``parameters`` labelled and every XP pixel observed
+    (with a positive error), in their order: the ones :func:`spectrum_residuals`
+    scores."""
+    cols, xp = index_of(list(parameters)), index_of("xp")
+    return stars.select(np.isfinite(stars.values[:, cols]).all(1)
+                        & np.isfinite(stars.values[:, xp]).all(1)
+                        & (stars.errors[:, xp] > 0).all(1))
+
+
 def spectrum_residuals(model: Model, stars: Observations,
                        parameters: Sequence[str] = PARAMETERS, batch: int = 512
                        ) -> tuple[LowRankMultivariateNormal, torch.Tensor, torch.Tensor]:
@@ -280,11 +291,10 @@ def spectrum_residuals(model: Model, stars: Observations,
     (answers, normalised flux (n, 343), its noise variance (n, 343)), for the stars with
     every one of ``parameters`` labelled and every pixel observed."""
     cols, xp = index_of(list(parameters)), index_of("xp")
-    usable = np.isfinite(stars.values[:, cols]).all(1) & \
-        np.isfinite(stars.values[:, xp]).all(1) & (stars.errors[:, xp] > 0).all(1)
-    if not usable.any():
+    stars = fully_labelled(stars, parameters)
+    if not len(stars):
         raise ValueError("no star has every parameter labelled and a full XP spectrum")
-    norm, stars = model.normalization, stars.select(usable)
+    norm = model.normalization
     values = np.full_like(stars.values, np.nan)
     values[:, cols] = (stars.values[:, cols] - norm.loc[cols]) / norm.scale[cols]
     values = torch.as_tensor(values)

@@ -267,7 +267,8 @@ def main() -> None:
                   + ", not fitted here"
                   + ("; stored in the model's config.json" if args.store else "") + ").", ""]
     lines += ["## 2. Test split: MCMC (tempered likelihood) against the amortised answer", "",
-              "| parameter | agree | expected agree (calibrated, nested) | median abs(diff)/combined sd | max R-hat | min ESS | "
+              "| parameter | agree | expected agree (calibrated, nested) | "
+              "median abs(diff)/combined sd | max R-hat | min ESS | "
               f"{mc} median sd | amortised median sd | {mc} 68% coverage | amortised 68% "
               f"coverage | {mc}: robust scatter vs APOGEE | amortised: robust scatter "
               "vs APOGEE |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
