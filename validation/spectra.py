@@ -134,18 +134,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="model folder (default: shipped)")
     p.add_argument("--output", default=str(HERE / "spectra.md"))
+    p.add_argument("--split", default="test", choices=("test", "validation"),
+                   help="the held-out stars scored (validation: to compare models)")
     args = p.parse_args()
     t0 = time.perf_counter()
     model = load_model(args.model)
-    train, test = load_split("train"), load_split("test")
+    train, test = load_split("train"), load_split(args.split)
     results = evaluate(model, train, test)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure_pixels(results, out.with_suffix(".png"))
     figure_examples(results, test, out.with_name(out.stem + "_examples.png"))
-    lines = ["# Spectra as answers (test split)", "",
-             f"`python validation/spectra.py` ({time.perf_counter() - t0:.0f} s, "
-             f"{len(test)} test stars, model: {args.model or 'shipped'}). The predictive "
+    command = "python validation/spectra.py" + "".join(
+        f" --{k} {v}" for k, v in (("model", args.model), ("split", args.split))
+        if v and v != "test")
+    lines = [f"# Spectra as answers ({args.split} split)", "",
+             f"`{command}` ({time.perf_counter() - t0:.0f} s, {len(test)} {args.split} "
+             f"stars, model: {args.model or 'shipped'}). The predictive "
              "band of an observed pixel is the model's noise-free answer convolved with "
              "that pixel's flux error; widths scaled by the model's width scales "
              f"{model.spectrum_widths} (fitted on the validation split) except in the rows "
