@@ -31,24 +31,13 @@ import torch
 
 from probstar.data import load_split
 from probstar.inverse import (PARAMETERS, fit_discrepancy, fully_labelled,
-                              spectrum_residuals)
+                              spectrum_answers, spectrum_residuals)
 from probstar.model.spectrum import with_noise
 from probstar.query import load_model
 from probstar.vocab import index_of
 
 HERE = Path(__file__).resolve().parent
 TEMPERATURES = (1, 2, 4, 6, 8, 16)
-
-
-def mean_spectra(model, stars, shift: np.ndarray) -> torch.Tensor:
-    """The spectrum head's mean (n, 343) at the stars' labels plus ``shift``
-    (normalised parameter units)."""
-    cols, norm = index_of(list(PARAMETERS)), model.normalization
-    values = np.full_like(stars.values, np.nan)
-    values[:, cols] = (stars.values[:, cols] - norm.loc[cols]) / norm.scale[cols] + shift
-    with torch.no_grad():
-        return torch.cat([model.net.spectrum_distribution(v, torch.full_like(v, torch.nan)).loc
-                          for v in torch.as_tensor(values).split(512)]).double()
 
 
 def misfit(model, stars, discrepancy: np.ndarray | None, step: float = 1e-2) -> dict:
@@ -62,8 +51,10 @@ def misfit(model, stars, discrepancy: np.ndarray | None, step: float = 1e-2) -> 
     with torch.no_grad():  # -2 log p = n log 2 pi + log det + M, 2 H = n + n log 2 pi + log det
         log_prob = observed.log_prob(flux)
         mahalanobis = -2 * log_prob - 2 * observed.entropy() + n
-        jacobian = torch.stack([(mean_spectra(model, stars, step * e)
-                                 - mean_spectra(model, stars, -step * e)) / (2 * step)
+        def mean(shift: np.ndarray) -> torch.Tensor:
+            return spectrum_answers(model, stars, shift=shift).loc.double()
+
+        jacobian = torch.stack([(mean(step * e) - mean(-step * e)) / (2 * step)
                                 for e in np.eye(len(PARAMETERS))], -1)  # stars, pixels, d
         offsets, variances = [], []
         for rows in torch.arange(len(flux)).split(256):
@@ -77,6 +68,7 @@ def misfit(model, stars, discrepancy: np.ndarray | None, step: float = 1e-2) -> 
     offset, variance = torch.cat(offsets), torch.cat(variances)
     cols, norm = index_of(list(PARAMETERS)), model.normalization
     label_var = torch.as_tensor((np.nan_to_num(stars.errors[:, cols]) / norm.scale[cols]) ** 2)
+
     def covered(t: float) -> float:
         return float((offset.abs() < (t * variance + label_var).sqrt()).double().mean())
 

@@ -16,10 +16,11 @@ The likelihood is misspecified: at the labels of held-out stars the whole spectr
 within its covariance, but the head's mean spectrum has errors along the directions the
 parameters move it, so the untempered posterior is too narrow and often far from the
 truth (``validation/inverse.md``, ``benchmark/likelihood_discrepancy.md``; shared
-covariance directions, :func:`fit_discrepancy`, help a little). The standard remedy is a tempered (coarsened) likelihood,
-p(data | theta)^(1/T) (Miller & Dunson 2019, "Robust Bayesian inference via
-coarsening"), with T chosen so that the posterior's intervals hold the truth as often
-as they claim: :func:`fit_temperature`, on validation stars only.
+covariance directions, :func:`fit_discrepancy`, help a little). The standard remedy is
+a tempered (coarsened) likelihood, p(data | theta)^(1/T) (Miller & Dunson 2019, "Robust
+Bayesian inference via coarsening"), with T chosen so that the posterior's intervals
+hold the truth as often as they claim: :func:`fit_temperature`, on validation stars
+only.
 
 This is the slow, classical route: thousands of network passes per star. The direct
 answer, ``model.posterior(spectrum, list(PARAMETERS))``, needs one
@@ -42,8 +43,8 @@ from .query import Model
 from .vocab import NAMES, index_of
 
 __all__ = ["PARAMETERS", "DEFAULT_BOUNDS", "Prior", "SpectrumLikelihood", "laplace",
-           "fully_labelled", "spectrum_residuals", "fit_discrepancy", "fit_temperature",
-           "run_emcee", "run_nuts"]
+           "fully_labelled", "spectrum_answers", "spectrum_residuals", "fit_discrepancy",
+           "fit_temperature", "run_emcee", "run_nuts"]
 
 PARAMETERS: tuple[str, ...] = ("teff", "logg", "fe_h", "alpha_m", "ak")
 #: The box of the prior (physical units) of each parameter.
@@ -278,10 +279,24 @@ def fully_labelled(stars: Observations, parameters: Sequence[str] = PARAMETERS
     """The stars with every one of ``parameters`` labelled and every XP pixel observed
     (with a positive error), in their order: the ones :func:`spectrum_residuals`
     scores."""
-    cols, xp = index_of(list(parameters)), index_of("xp")
-    return stars.select(np.isfinite(stars.values[:, cols]).all(1)
-                        & np.isfinite(stars.values[:, xp]).all(1)
-                        & (stars.errors[:, xp] > 0).all(1))
+    complete = stars.complete([*parameters, "xp"])
+    return complete.select((complete.errors[:, index_of("xp")] > 0).all(1))
+
+
+def spectrum_answers(model: Model, stars: Observations,
+                     parameters: Sequence[str] = PARAMETERS, shift: np.ndarray | float = 0.0,
+                     batch: int = 512) -> LowRankMultivariateNormal:
+    """The spectrum head's answers (normalised flux, batch (n,)) given only the stars'
+    ``parameters`` labels, moved by ``shift`` (normalised units, per parameter)."""
+    cols, norm = index_of(list(parameters)), model.normalization
+    values = np.full_like(stars.values, np.nan)
+    values[:, cols] = (stars.values[:, cols] - norm.loc[cols]) / norm.scale[cols] + shift
+    with torch.no_grad():
+        parts = [model.net.spectrum_distribution(v, torch.full_like(v, torch.nan))
+                 for v in torch.as_tensor(values).split(batch)]
+    return LowRankMultivariateNormal(
+        torch.cat([a.loc for a in parts]), torch.cat([a.cov_factor for a in parts]),
+        torch.cat([a.cov_diag for a in parts]), validate_args=False)
 
 
 def spectrum_residuals(model: Model, stars: Observations,
@@ -290,20 +305,11 @@ def spectrum_residuals(model: Model, stars: Observations,
     """The spectrum head's answers at the stars' labels, with their observed spectra:
     (answers, normalised flux (n, 343), its noise variance (n, 343)), for the stars with
     every one of ``parameters`` labelled and every pixel observed."""
-    cols, xp = index_of(list(parameters)), index_of("xp")
     stars = fully_labelled(stars, parameters)
     if not len(stars):
         raise ValueError("no star has every parameter labelled and a full XP spectrum")
-    norm = model.normalization
-    values = np.full_like(stars.values, np.nan)
-    values[:, cols] = (stars.values[:, cols] - norm.loc[cols]) / norm.scale[cols]
-    values = torch.as_tensor(values)
-    with torch.no_grad():
-        parts = [model.net.spectrum_distribution(v, torch.full_like(v, torch.nan))
-                 for v in values.split(batch)]
-    answers = LowRankMultivariateNormal(
-        torch.cat([a.loc for a in parts]), torch.cat([a.cov_factor for a in parts]),
-        torch.cat([a.cov_diag for a in parts]), validate_args=False)
+    answers = spectrum_answers(model, stars, parameters, batch=batch)
+    xp, norm = index_of("xp"), model.normalization
     flux = torch.as_tensor((stars.values[:, xp] - norm.loc[xp]) / norm.scale[xp])
     noise_var = torch.as_tensor((stars.errors[:, xp] / norm.scale[xp]) ** 2)
     return answers, flux.float(), noise_var.float()

@@ -153,8 +153,10 @@ def main() -> None:
              f"stars, model: {args.model or 'shipped'}). The predictive "
              "band of an observed pixel is the model's noise-free answer convolved with "
              "that pixel's flux error; widths scaled by the model's width scales "
-             f"{model.spectrum_widths} (fitted on the validation split) except in the rows "
-             "'no width scale'. k-NN: mean and scatter of the 25 nearest train "
+             f"{model.spectrum_widths} (fitted on the validation split"
+             + ("; scored here on that same split, so the scaled rows' coverage is "
+                "in-sample" if args.split == "validation" else "")
+             + ") except in the rows 'no width scale'. k-NN: mean and scatter of the 25 nearest train "
              "stars in the inputs, same stars, same run.", "",
              "| question | answer | median over pixels of median abs(resid)/flux err | "
              "max over pixels | 68% band coverage, all pixels | pixels within 68% +- 5% |",
