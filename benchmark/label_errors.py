@@ -1,6 +1,7 @@
 """Does an input error mean what it says? Teff-only logg answers against the Teff error.
 
     python benchmark/label_errors.py      # writes benchmark/label_errors.md and .png (~4 min)
+    python benchmark/label_errors.py --real-model DIR --output OUT.md   # another real model
 
 The question "Teff = t +- sigma, what is logg?" should barely depend on sigma while
 sigma is far below the width of the features of p(logg | Teff) (hundreds of K): the
@@ -60,10 +61,12 @@ def exact_weights(teff_pool: np.ndarray, dwarf: np.ndarray, teff: float) -> list
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--output", default=str(HERE / "label_errors.md"))
+    p.add_argument("--real-model", help="real model folder (default: the shipped model)")
     args = p.parse_args()
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    models = {"real (shipped)": load_model(), "simulated (shipped)":
+    real_label = f"real ({args.real_model or 'shipped'})"
+    models = {real_label: load_model(args.real_model), "simulated (shipped)":
               load_model(shipped_model_path().parent / "simulated")}
     pool, _ = simulate(1_000_000, seed=3)
     teff_pool, dwarf = pool.column("teff"), pool.column("logg") > GIANT_LOGG
@@ -76,7 +79,7 @@ def main() -> None:
             rows.append((label, t, "raw network", dwarf_weights(model, t, raw=True)))
             rows.append((label, t, "as answered", dwarf_weights(model, t, raw=False)))
 
-    real = models["real (shipped)"]
+    real = models[real_label]
     floor = real.label_error_min * real.normalization.scale[0]
     apogee = load_split("test").errors[:, 0]
     apogee = apogee[np.isfinite(apogee)]
@@ -89,8 +92,10 @@ def main() -> None:
     mins = ", ".join(f"{label}: {m.label_error_min:g} x {m.normalization.scale[0]:.0f} K = "
                      f"{m.label_error_min * m.normalization.scale[0]:.0f} K"
                      for label, m in models.items())
+    command = "python benchmark/label_errors.py" + (
+        f" --real-model {args.real_model} --output {args.output}" if args.real_model else "")
     lines = ["# Teff-only answers against the Teff error\n",
-             f"`python benchmark/label_errors.py` ({time.perf_counter() - t0:.0f} s on 2 "
+             f"`{command}` ({time.perf_counter() - t0:.0f} s on 2 "
              "threads). Dwarf weight (mass above logg 3.5) of the mixture answer before "
              f"recalibration, {N_DRAWS} draws. Smallest trained Teff error: {mins}. "
              "Exact: the simulated population's own answer (the no-error column: +- 1 K).\n",

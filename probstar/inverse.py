@@ -422,9 +422,11 @@ def _start(likelihood: SpectrumLikelihood, prior: Prior, n: int,
 
 def run_nuts(likelihood: SpectrumLikelihood, prior: Prior | None = None,
              n_samples: int = 1000, warmup: int = 500, chains: int = 2, seed: int = 0,
-             progress: bool = False) -> az.InferenceData:
+             dense_mass: bool = False, progress: bool = False) -> az.InferenceData:
     """Pyro NUTS of likelihood x prior; ``chains`` independent chains, run one after
-    the other from the same starting region, each seeded."""
+    the other from the same starting region, each seeded. ``dense_mass`` adapts a full
+    mass matrix during warm-up (a diagonal one otherwise): correlated parameters then
+    need shorter trajectories."""
     import pyro
     import pyro.distributions as dist
     from pyro.infer import MCMC, NUTS
@@ -444,7 +446,8 @@ def run_nuts(likelihood: SpectrumLikelihood, prior: Prior | None = None,
     for c in range(chains):
         pyro.set_rng_seed(seed + c)
         init = {n: torch.tensor(float(v)) for n, v in zip(names, start[c])}
-        kernel = NUTS(model, init_strategy=pyro.infer.autoguide.init_to_value(values=init))
+        kernel = NUTS(model, full_mass=dense_mass,
+                      init_strategy=pyro.infer.autoguide.init_to_value(values=init))
         mcmc = MCMC(kernel, num_samples=n_samples, warmup_steps=warmup,
                     disable_progbar=not progress)
         mcmc.run()

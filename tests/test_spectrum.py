@@ -238,6 +238,8 @@ def test_samplers_return_seeded_arviz_draws_inside_the_prior(spectrum_run, test_
     runs = [run_emcee(like, population, n_walkers=12, n_steps=25, burn=5, seed=3,
                       moves=moves) for moves in ("differential", "differential", "stretch")]
     nuts = run_nuts(like, population, n_samples=5, warmup=5, chains=2, seed=3)
+    dense = run_nuts(like, population, n_samples=5, warmup=5, chains=1, seed=3,
+                     dense_mass=True)
     with pytest.raises(ValueError, match="the prior is over"):
         run_emcee(like, Prior(("teff",)))
     with pytest.raises(ValueError, match="moves must be one of"):
@@ -252,3 +254,5 @@ def test_samplers_return_seeded_arviz_draws_inside_the_prior(spectrum_run, test_
         assert not np.array_equal(runs[0].posterior[name].values,  # the moves differ
                                   runs[2].posterior[name].values)
         assert nuts.posterior[name].values.shape == (2, 5)
+        assert dense.posterior[name].values.shape == (1, 5)
+        assert ((dense.posterior[name].values > lo) & (dense.posterior[name].values < hi)).all()
