@@ -56,11 +56,12 @@ def cmd_predict(args) -> None:
 def cmd_sample(args) -> None:
     from .data.tables import read_table
     from .query import load_model
-    from .samples import write_samples
+    from .samples import hdf5_path, write_samples
 
     t0 = time.perf_counter()
     if args.samples < 1:
         raise ValueError(f"-n must be >= 1, got {args.samples}")
+    hdf5_path(args.output)  # a wrong name fails before the work, not after
     model = load_model(args.model)
     obs = read_table(args.input)
     post = model.posterior(obs, args.request, args.head, args.ignore or ())

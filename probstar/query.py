@@ -64,6 +64,21 @@ def as_observations(data: Any) -> Observations:
     return read_table(data)
 
 
+def _check_every_star_has_input(values: torch.Tensor, given: torch.Tensor) -> None:
+    """Raise when a star has nothing left to condition on: the network never saw an empty
+    context, and its answer to one is not the population's distribution (the shipped
+    model says Teff ~ 9,000 K)."""
+    empty = ~torch.isfinite(values).any(1)
+    if not empty.any():
+        return
+    rows = empty.nonzero().flatten().tolist()
+    shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+    why = ("their only values are of requested (or ignored) quantities, which are not "
+           "used as inputs" if given[empty].all() else "every quantity is missing")
+    raise ValueError(f"{len(rows)} star(s) have no input to condition on (row(s) {shown}): "
+                     f"{why}; drop those rows or give them an observation")
+
+
 class Model:
     """A trained network with its normalisation: answers questions about stars."""
 
@@ -182,7 +197,8 @@ class Model:
         ``"xp_600-1020"``...) are answered by the spectrum head: a joint normal over the
         noise-free median-normalised flux of the requested pixels. Requested quantities
         present in ``data`` (e.g. the APOGEE labels of a library table) are not used as
-        inputs, nor are the names in ``ignore``. ``calibrated``: apply the model's
+        inputs, nor are the names in ``ignore``; a star left with no input at all is a
+        ValueError (the network never learnt an empty context). ``calibrated``: apply the model's
         recalibration (``probstar.recalibration``) to 1-D mixture answers, and its width
         scales (``probstar.spectra``) to spectrum answers, when it has them. Tables and
         dicts get absent colours derived from their magnitudes; ``Observations`` are used
@@ -197,7 +213,9 @@ class Model:
             raise ValueError("no stars to answer for: the input holds 0 rows")
         v, s = self._inputs(obs)
         unused = query + (index_of(list(ignore)) if len(ignore) else [])
+        given = torch.isfinite(v).any(1)
         v[:, unused] = torch.nan
+        _check_every_star_has_input(v, given)
         device = next(self.net.parameters()).device
         loc = torch.as_tensor(self.normalization.loc[query], device=device)
         scale = torch.as_tensor(self.normalization.scale[query], device=device)

@@ -19,15 +19,21 @@ from . import __version__
 from .posterior import Posterior
 from .vocab import NAMES, VOCAB, XP_NAMES, XP_WAVELENGTHS
 
-__all__ = ["write_samples", "read_samples"]
+__all__ = ["write_samples", "read_samples", "hdf5_path"]
+
+
+def hdf5_path(path: str | Path) -> Path:
+    """``path`` as a Path, or a ValueError when its name is not that of an HDF5 file."""
+    path = Path(path)
+    if path.suffix.lower() not in (".h5", ".hdf5"):
+        raise ValueError(f"{path}: samples are written as HDF5; use a .h5 or .hdf5 name")
+    return path
 
 
 def write_samples(path: str | Path, posterior: Posterior, draws: np.ndarray,
                   ids: np.ndarray | None = None, provenance: dict | None = None) -> Path:
     """Write ``draws`` (n_samples, n_stars, n_names) of ``posterior`` to HDF5 at ``path``."""
-    path = Path(path)
-    if path.suffix.lower() not in (".h5", ".hdf5"):
-        raise ValueError(f"{path}: samples are written as HDF5; use a .h5 or .hdf5 name")
+    path = hdf5_path(path)
     n, n_stars, n_names = draws.shape
     pixels = [j for j, name in enumerate(posterior.names) if name in XP_NAMES]
     with h5py.File(path, "w") as f:

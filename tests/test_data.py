@@ -113,6 +113,18 @@ def test_non_number_names_row_and_column():
         from_columns({"teff": np.array([5000, "hot"], object)})
 
 
+def test_negative_uncertainty_names_row_and_column():
+    with pytest.raises(TableError, match=r"row 1: column 'teff_err' holds a negative"):
+        from_columns({"teff": [5000.0, 4000.0], "teff_err": [50.0, -5.0]})
+    flux = np.ones((2, 343))
+    flux_error = np.full((2, 343), 0.01)
+    flux_error[0, 7] = -0.01
+    with pytest.raises(TableError, match=r"row 0: column 'flux_error' holds a negative"):
+        from_columns({"flux": flux, "flux_error": flux_error})
+    unknown = from_columns({"teff": [5000.0], "teff_err": [np.nan]})  # NaN: unknown
+    assert np.isnan(unknown.errors[0, 0]) and unknown.values[0, 0] == 5000.0
+
+
 def test_empty_and_useless_tables():
     with pytest.raises(TableError, match="0 rows"):
         from_columns({"teff": np.array([])})

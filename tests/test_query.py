@@ -65,6 +65,16 @@ def test_unknown_request_lists_close_matches(model, test_stars):
         model.predict(test_stars, ["xp_500"])
 
 
+def test_a_star_with_nothing_to_condition_on_is_an_error(model):
+    with pytest.raises(ValueError, match=r"row\(s\) 1\): every quantity is missing"):
+        model.posterior({"teff": [4000.0, np.nan]}, "logg")
+    with pytest.raises(ValueError, match="only values are of requested"):
+        model.posterior({"teff": [4000.0]}, "teff")  # requested names are not inputs
+    with pytest.raises(ValueError, match="only values are of requested"):
+        model.posterior({"teff": [4000.0]}, "logg", ignore=["teff"])
+    assert model.posterior({"teff": [4000.0], "logg": [2.0]}, "teff").median().shape == (1, 1)
+
+
 def test_out_of_range_values_name_row_and_field(model):
     with pytest.raises(InvalidValueError, match=r"row 1: teff = -5"):
         model.predict({"teff": [4000.0, -5.0]}, ["logg"])

@@ -102,7 +102,7 @@ def from_columns(columns: Mapping[str, np.ndarray]) -> Observations:
             continue  # read together with its spectrum
         elif key.endswith(("_error", "_err")) and resolve(_base(key)):
             (i,) = index_of(_base(key))
-            obs.errors[:, i] = _numeric(name, column, n_rows)
+            obs.errors[:, i] = _non_negative(name, _numeric(name, column, n_rows))
         elif resolve(key):
             (i,) = index_of(key)
             obs.values[:, i] = _numeric(name, column, n_rows)
@@ -161,6 +161,19 @@ def _numeric(name: str, column: np.ndarray, n_rows: int) -> np.ndarray:
             from None
 
 
+def _non_negative(name: str, errors: np.ndarray) -> np.ndarray:
+    """The uncertainties of column ``name``, or a TableError at the first negative one
+    (NaN is the way to say "unknown")."""
+    with np.errstate(invalid="ignore"):
+        negative = errors < 0
+    if negative.any():
+        row = int(np.nonzero(negative)[0][0])
+        raise TableError(f"row {row}: column {name!r} holds a negative uncertainty "
+                         f"({errors[negative].flat[0]:g}; {int(negative.sum())} such "
+                         "value(s)); use NaN for an unknown one")
+    return errors
+
+
 def _is_number(v: Any) -> bool:
     try:
         float(v)
@@ -179,7 +192,9 @@ def _set_spectrum(obs: Observations, name: str, flux, flux_error) -> None:
         median = np.where(median > 0, median, np.nan)  # a spectrum with no positive median
         obs.values[:, cols] = flux / median
         if flux_error is not None:
-            obs.errors[:, cols] = _spectrum_array(name + "_error", flux_error) / median
+            errors = _non_negative(name + "_error", _spectrum_array(name + "_error",
+                                                                    flux_error))
+            obs.errors[:, cols] = errors / median
 
 
 def _is_empty(cell: Any) -> bool:
