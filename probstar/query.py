@@ -204,6 +204,8 @@ class Model:
         dicts get absent colours derived from their magnitudes; ``Observations`` are used
         as they are (call ``derive_colours()`` on them for the same answers).
         """
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         query = self._request(request)
         query.sort()  # vocabulary order: the order the flow was trained in
         names = [NAMES[i] for i in query]

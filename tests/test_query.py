@@ -61,6 +61,8 @@ def test_unknown_request_lists_close_matches(model, test_stars):
         model.predict(test_stars, ["logq"])
     with pytest.raises(ValueError, match="empty"):
         model.predict(test_stars, [])
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        model.posterior(test_stars, "logg", batch_size=0)
     with pytest.raises(ValueError, match="cannot predict XP pixels.*no spectrum head"):
         model.predict(test_stars, ["xp_500"])
 
