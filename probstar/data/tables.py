@@ -63,7 +63,9 @@ def _read_file(path: Path) -> dict[str, np.ndarray]:
         fmt = "ascii.csv" if suffixes.endswith((".csv", ".csv.gz")) else None
         table = Table.read(path, format=fmt) if fmt else Table.read(path)
     except Exception as exc:  # corrupt or foreign file: say which file, not where it broke
-        raise TableError(f"{path}: cannot be read as a table ({type(exc).__name__}: {exc})") \
+        reason = str(exc).split("\n", 1)[0]  # astropy appends every format it knows
+        raise TableError(f"{path}: cannot be read as a table ({type(exc).__name__}: "
+                         f"{reason})") \
             from None
     return _columns(table)
 
