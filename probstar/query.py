@@ -198,9 +198,9 @@ class Model:
         noise-free median-normalised flux of the requested pixels. Requested quantities
         present in ``data`` (e.g. the APOGEE labels of a library table) are not used as
         inputs, nor are the names in ``ignore``; a star left with no input at all is a
-        ValueError (the network never learnt an empty context). ``calibrated``: apply the model's
-        recalibration (``probstar.recalibration``) to 1-D mixture answers, and its width
-        scales (``probstar.spectra``) to spectrum answers, when it has them. Tables and
+        ValueError (the network never learnt an empty context). ``calibrated``: apply the
+        model's recalibration (``probstar.recalibration``) to 1-D mixture answers, and
+        its width scales (``probstar.spectra``) to spectrum answers, when it has them. Tables and
         dicts get absent colours derived from their magnitudes; ``Observations`` are used
         as they are (call ``derive_colours()`` on them for the same answers).
         """
