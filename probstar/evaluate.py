@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from .data.observations import Observations
-from .vocab import XP_NAMES
+from .vocab import XP_NAMES, index_of
 
 MAD_TO_STD = 1.482602218505602  # 1 / Phi^-1(3/4), as astropy.stats.mad_std
 
@@ -56,13 +56,19 @@ def answer_scores(model, obs: Observations, inputs: Sequence[str], name: str,
     """The raw (not recalibrated) mixture answer for ``name`` seeing only ``inputs``,
     scored against the labels of ``obs``: median per star, robust scatter and bias of
     it, coverage of the central 68% interval (``noise``: label errors to convolve
-    with), and the median half-width of that interval."""
+    with), and the median half-width of that interval. Stars with none of ``inputs``
+    have no question to answer: their median is NaN and they are not scored."""
     from .calibration import coverage, pit
 
-    truth = obs.column(name)
-    post = model.posterior(obs.only(inputs), name, head="mixture", calibrated=False)
-    u = pit(post.sample(n_draws, seed=0)[..., 0], truth, noise)
-    median = post.median()[:, 0]
+    asked = np.isfinite(obs.values[:, index_of(list(inputs))]).any(1)
+    truth = np.where(asked, obs.column(name), np.nan)
+    post = model.posterior(obs.select(asked).only(inputs), name, head="mixture",
+                           calibrated=False)
+    if noise is not None and np.ndim(noise):
+        noise = np.asarray(noise)[asked]
+    u = pit(post.sample(n_draws, seed=0)[..., 0], truth[asked], noise)
+    median = np.full(len(obs), np.nan, np.float32)
+    median[asked] = post.median()[:, 0]
     return {"median": median, "scatter": robust_scatter(truth, median),
             "bias": median_bias(truth, median), "c68": float(coverage(u, [0.68])[0]),
             "width": float(np.nanmedian(post.quantile(0.84) - post.quantile(0.16)) / 2)}

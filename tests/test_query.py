@@ -192,3 +192,15 @@ def test_cli_set_parses_each_field_type():
         PRESETS["smoke"].with_settings(["depth=3"])
     with pytest.raises(ValueError, match="--set dim: expected int, got 'abc'"):
         PRESETS["smoke"].with_settings(["dim=abc"])
+
+
+def test_answer_scores_leave_out_stars_without_the_inputs(model, test_stars):
+    from probstar.evaluate import answer_scores
+
+    stars = test_stars.select(slice(0, 30))
+    values = stars.values.copy()
+    values[:3, index_of(["j_h", "j_k", "ak"])] = np.nan  # three stars with none of them
+    stars = Observations(values, stars.errors.copy())
+    s = answer_scores(model, stars, ["j_h", "j_k", "ak"], "teff", n_draws=50)
+    assert np.isnan(s["median"][:3]).all() and np.isfinite(s["median"][3:]).all()
+    assert 0 <= s["c68"] <= 1 and s["width"] > 0
