@@ -48,12 +48,12 @@ def misfit(model, stars, discrepancy: np.ndarray | None, step: float = 1e-2) -> 
     g = None if discrepancy is None else torch.as_tensor(discrepancy)
     observed = with_noise(answers, noise_var, g)
     n = flux.shape[1]
+    def mean(shift: np.ndarray) -> torch.Tensor:
+        return spectrum_answers(model, stars, shift=shift).loc.double()
+
     with torch.no_grad():  # -2 log p = n log 2 pi + log det + M, 2 H = n + n log 2 pi + log det
         log_prob = observed.log_prob(flux)
         mahalanobis = -2 * log_prob - 2 * observed.entropy() + n
-        def mean(shift: np.ndarray) -> torch.Tensor:
-            return spectrum_answers(model, stars, shift=shift).loc.double()
-
         jacobian = torch.stack([(mean(step * e) - mean(-step * e)) / (2 * step)
                                 for e in np.eye(len(PARAMETERS))], -1)  # stars, pixels, d
         offsets, variances = [], []

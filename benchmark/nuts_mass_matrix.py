@@ -13,12 +13,11 @@ from ``validation/inverse_nuts.jsonl``. Writes ``benchmark/results/nuts_mass_mat
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
+import sys
 import time
 from pathlib import Path
 
-import arviz as az
 import numpy as np
 import torch
 
@@ -28,12 +27,16 @@ from probstar.query import load_model
 from probstar.vocab import index_of
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "validation"))
+from inverse import _read_cache, summarise  # noqa: E402  (validation/inverse.py)
+
 CACHE = ROOT / "validation" / "inverse_nuts.jsonl"
 SETTINGS = {"chains": 4, "nuts_samples": 500, "nuts_warmup": 300}
 
 
 def dense_run(star: int) -> dict:
-    """NUTS with a dense mass matrix on test star ``star`` (the report's star order)."""
+    """NUTS with a dense mass matrix on test star ``star`` (the report's star order):
+    the report's summary of it (``validation/inverse.py``) and its wall seconds."""
     torch.set_num_threads(1)
     model, prior = load_model(), Prior.training_population()
     stars = load_split("test").complete([*PARAMETERS, "xp"])
@@ -43,19 +46,7 @@ def dense_run(star: int) -> dict:
     idata = run_nuts(like, prior, n_samples=SETTINGS["nuts_samples"],
                      warmup=SETTINGS["nuts_warmup"], chains=SETTINGS["chains"], seed=star,
                      dense_mass=True)
-    seconds = time.perf_counter() - t
-    return {"r_hat": [float(az.rhat(idata)[p]) for p in PARAMETERS],
-            "ess": [float(az.ess(idata)[p]) for p in PARAMETERS], "seconds": seconds}
-
-
-def diagonal_run(star: int) -> dict:
-    """The committed report's diagonal-mass run of the same star."""
-    for line in CACHE.read_text().splitlines()[::-1]:
-        row = json.loads(line)
-        if row["star"] == star and row["sampler"] == "nuts" and row["model"] == "shipped" \
-                and all(row[k] == v for k, v in SETTINGS.items()):
-            return row
-    raise SystemExit(f"star {star} is not in {CACHE} with the settings {SETTINGS}")
+    return {**summarise(idata), "seconds": time.perf_counter() - t}
 
 
 def main() -> None:
@@ -63,7 +54,12 @@ def main() -> None:
     p.add_argument("--stars", type=int, nargs="+", default=[39, 2])
     p.add_argument("--output", default=str(ROOT / "benchmark/results/nuts_mass_matrix.md"))
     args = p.parse_args()
-    diagonal = {s: diagonal_run(s) for s in args.stars}
+    cached = _read_cache(str(CACHE), {"sampler": "nuts", "model": "shipped", **SETTINGS,
+                                      "temperature": load_model().likelihood_temperature})
+    missing = [s for s in args.stars if s not in cached]
+    if missing:
+        raise SystemExit(f"stars {missing} are not in {CACHE} with the settings {SETTINGS}")
+    diagonal = {s: cached[s] for s in args.stars}
     with mp.get_context("spawn").Pool(min(2, len(args.stars))) as pool:
         dense = dict(zip(args.stars, pool.map(dense_run, args.stars)))
     lines = ["# NUTS: diagonal against dense mass matrix", "",

@@ -238,8 +238,9 @@ def test_samplers_return_seeded_arviz_draws_inside_the_prior(spectrum_run, test_
     runs = [run_emcee(like, population, n_walkers=12, n_steps=25, burn=5, seed=3,
                       moves=moves) for moves in ("differential", "differential", "stretch")]
     nuts = run_nuts(like, population, n_samples=5, warmup=5, chains=2, seed=3)
-    dense = run_nuts(like, population, n_samples=5, warmup=5, chains=1, seed=3,
-                     dense_mass=True)
+    # the mass matrix is adapted only after a warm-up of 20 steps or more (Pyro)
+    diagonal, dense = (run_nuts(like, population, n_samples=5, warmup=25, chains=1, seed=3,
+                                dense_mass=full) for full in (False, True))
     with pytest.raises(ValueError, match="the prior is over"):
         run_emcee(like, Prior(("teff",)))
     with pytest.raises(ValueError, match="moves must be one of"):
@@ -255,4 +256,6 @@ def test_samplers_return_seeded_arviz_draws_inside_the_prior(spectrum_run, test_
                                   runs[2].posterior[name].values)
         assert nuts.posterior[name].values.shape == (2, 5)
         assert dense.posterior[name].values.shape == (1, 5)
+        assert not np.array_equal(dense.posterior[name].values,  # the mass matrix
+                                  diagonal.posterior[name].values)  # differs, not the seed
         assert ((dense.posterior[name].values > lo) & (dense.posterior[name].values < hi)).all()

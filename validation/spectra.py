@@ -156,8 +156,8 @@ def main() -> None:
              f"{model.spectrum_widths} (fitted on the validation split"
              + ("; scored here on that same split, so the scaled rows' coverage is "
                 "in-sample" if args.split == "validation" else "")
-             + ") except in the rows 'no width scale'. k-NN: mean and scatter of the 25 nearest train "
-             "stars in the inputs, same stars, same run.", "",
+             + ") except in the rows 'no width scale'. k-NN: mean and scatter of the 25 "
+             "nearest train stars in the inputs, same stars, same run.", "",
              "| question | answer | median over pixels of median abs(resid)/flux err | "
              "max over pixels | 68% band coverage, all pixels | pixels within 68% +- 5% |",
              "|---|---|---|---|---|---|"]
