@@ -1,11 +1,14 @@
-"""Bayesian inverse problems: p(theta | observed XP spectrum), with the model's
-generative direction as the likelihood.
+"""Bayesian inverse problems: p(theta | observed XP spectrum [, photometry]), with the
+model's generative direction as the likelihood.
 
 ``theta`` = (teff, logg, fe_h, alpha_m, ak) by default (alpha_m shapes the spectrum
 too; left out, its effect is forced onto the others). The likelihood of an observed
 spectrum is the spectrum head's answer given theta (a low-rank normal over the
 noise-free pixels) convolved with the observed flux errors, optionally tempered
-(``temperature``, below). The :class:`Prior` is a box, uniform or weighted by the
+(``temperature``, below). Photometry measured apart from the spectrum (2MASS colours,
+Gaia G) adds :class:`PhotometryLikelihood`: the mixture head's answer for each name
+given theta, convolved with its error; likelihoods of independent data add up
+(``spectrum_likelihood + photometry_likelihood``). The :class:`Prior` is a box, uniform or weighted by the
 training population (a kernel density estimate of its labels: the prior the amortised
 answer learned). Two samplers draw from the product: Pyro's NUTS (the likelihood is
 differentiable through the network) and ``emcee`` (vectorised over walkers,
@@ -33,16 +36,19 @@ from typing import Callable, Sequence
 
 import arviz as az
 import numpy as np
+import pyro.distributions as pdist
 import torch
 from scipy.stats import norm as std_normal
 from torch.distributions import LowRankMultivariateNormal
 
 from .data.observations import Observations
+from .model.network import N_SCALARS
 from .model.spectrum import with_noise
 from .query import Model
 from .vocab import NAMES, index_of
 
-__all__ = ["PARAMETERS", "DEFAULT_BOUNDS", "Prior", "SpectrumLikelihood", "laplace",
+__all__ = ["PARAMETERS", "DEFAULT_BOUNDS", "Prior", "Likelihood", "SpectrumLikelihood",
+           "PhotometryLikelihood", "JointLikelihood", "laplace",
            "fully_labelled", "spectrum_answers", "spectrum_residuals", "fit_discrepancy",
            "fit_temperature", "run_emcee", "run_nuts"]
 
@@ -134,7 +140,32 @@ class Prior:
         return np.clip(draws, lo + 1e-6 * width, lo + (1 - 1e-6) * width)
 
 
-class SpectrumLikelihood:
+class Likelihood:
+    """log p(data | theta), batched over theta (..., d) -> (...), for the parameters
+    ``parameters``. Likelihoods of independent data about the same star add up:
+    ``a + b`` is their :class:`JointLikelihood`."""
+
+    parameters: tuple[str, ...]
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __add__(self, other: "Likelihood") -> "JointLikelihood":
+        return JointLikelihood(self, other)
+
+    def _normalised_theta(self, theta: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """theta (n, d), physical units -> the network's input values (n, n_names), NaN
+        for every name but the parameters."""
+        columns = index_of(list(self.parameters))
+        norm = self.model.normalization
+        loc = torch.as_tensor(norm.loc[columns], dtype=torch.float32, device=device)
+        scale = torch.as_tensor(norm.scale[columns], dtype=torch.float32, device=device)
+        values = torch.full((theta.shape[0], len(NAMES)), torch.nan, device=device)
+        values[:, columns] = (theta.to(device, torch.float32) - loc) / scale
+        return values
+
+
+class SpectrumLikelihood(Likelihood):
     """log p(observed spectrum | theta) / temperature for one star, batched over theta
     (..., d).
 
@@ -160,7 +191,6 @@ class SpectrumLikelihood:
             raise ValueError(f"temperature must be a positive number, got {temperature}")
         self.model, self.parameters = model, tuple(parameters)
         self.temperature = float(temperature)
-        self.columns = index_of(list(self.parameters))
         pixels = index_of("xp")
         flux, flux_err = np.asarray(flux, np.float64), np.asarray(flux_err, np.float64)
         if flux.shape != (len(pixels),) or flux_err.shape != flux.shape:
@@ -184,10 +214,8 @@ class SpectrumLikelihood:
                                  f"shape {discrepancy.shape}")
             discrepancy = torch.as_tensor(discrepancy[observed])
         self.discrepancy = discrepancy
-        self.theta_loc = torch.as_tensor(norm.loc[self.columns], dtype=torch.float32)
-        self.theta_scale = torch.as_tensor(norm.scale[self.columns], dtype=torch.float32)
         self.device = next(model.net.parameters()).device  # where the network runs
-        for name in ("y", "noise_var", "keep", "theta_loc", "theta_scale", "discrepancy"):
+        for name in ("y", "noise_var", "keep", "discrepancy"):
             if getattr(self, name) is not None:
                 setattr(self, name, getattr(self, name).to(self.device))
 
@@ -195,9 +223,7 @@ class SpectrumLikelihood:
         """log-likelihood of the spectrum for each theta (..., d) -> (...), on theta's
         device (the network runs on its own)."""
         shape, where = theta.shape[:-1], theta.device
-        theta = theta.reshape(-1, len(self.parameters)).to(self.device, torch.float32)
-        values = torch.full((theta.shape[0], len(NAMES)), torch.nan, device=self.device)
-        values[:, self.columns] = (theta - self.theta_loc) / self.theta_scale
+        values = self._normalised_theta(theta.reshape(-1, len(self.parameters)), self.device)
         pdf = self.model.net.spectrum_distribution(values, torch.full_like(values, torch.nan))
         kept = LowRankMultivariateNormal(pdf.loc[:, self.keep], pdf.cov_factor[:, self.keep],
                                          pdf.cov_diag[:, self.keep], validate_args=False)
@@ -206,7 +232,111 @@ class SpectrumLikelihood:
         return (log_like / self.temperature).reshape(shape).to(where)
 
 
-def _prior_for(likelihood: SpectrumLikelihood, prior: Prior | None) -> Prior:
+#: Photometry derived from the BP/RP spectra themselves: with the spectrum in the
+#: likelihood, it would count the same photons twice.
+FROM_XP_SPECTRA: tuple[str, ...] = ("bp", "rp", "bp_rp")
+
+
+class PhotometryLikelihood(Likelihood):
+    """log p(observed photometry | theta) for one star, batched over theta (..., d).
+
+    ``photometry`` maps names (magnitudes, colours: any scalar the model was trained to
+    predict that is not a parameter) to (value, error), physical units; a NaN value is
+    not observed and left out. Each name's likelihood is the mixture head's answer given
+    theta convolved with the error (exact for a Gaussian error), and the names are
+    treated as independent given theta: their errors must be (2MASS j_h and j_k share
+    J's error, a small correlation this ignores). Magnitudes depend on the distance,
+    which is not a parameter: the answer spreads over the training population's
+    distances, so colours say more. Untempered: measured on validation stars, its
+    intervals hold the observed colours about as often as they claim
+    (``benchmark/inverse_photometry.md``).
+    """
+
+    def __init__(self, model: Model, photometry: dict[str, tuple[float, float]],
+                 parameters: Sequence[str] = PARAMETERS) -> None:
+        if "mixture" not in model.heads:
+            raise ValueError("this model has no mixture head: it gives no photometry "
+                             "likelihood")
+        self.model, self.parameters = model, tuple(parameters)
+        if not isinstance(photometry, dict):
+            raise TypeError("photometry must be a dict {name: (value, error)}, got "
+                            f"{type(photometry).__name__}")
+        names, observed = [], []
+        for name, pair in photometry.items():
+            try:
+                value, error = (float(x) for x in pair)
+            except (TypeError, ValueError):
+                raise ValueError(f"photometry[{name!r}] must be (value, error), got "
+                                 f"{pair!r}") from None
+            if np.isnan(value):
+                continue  # not observed
+            if not np.isfinite(value):
+                raise ValueError(f"photometry[{name!r}]: value {value} is not finite")
+            if not np.isfinite(error) or error <= 0:
+                raise ValueError(f"photometry[{name!r}]: the error must be a positive "
+                                 f"number, got {error}")
+            index = index_of(name)
+            if len(index) != 1 or index[0] >= N_SCALARS:
+                raise ValueError(f"photometry takes scalar names (magnitudes, colours), got "
+                                 f"{name!r}; a spectrum goes into SpectrumLikelihood")
+            names.append(NAMES[index[0]])
+            observed.append((value, error))
+        if not names:
+            raise ValueError("photometry has no observed value: nothing to condition on")
+        clash = sorted(set(names) & set(self.parameters))
+        if clash or len(set(names)) != len(names):
+            raise ValueError(f"photometry names a parameter or a quantity twice: {names}")
+        self.names = tuple(names)
+        self.query = torch.as_tensor(model._request(names))
+        value, error = (np.array(v) for v in zip(*observed))
+        norm = model.normalization
+        loc, scale = norm.loc[self.query.numpy()], norm.scale[self.query.numpy()]
+        self.device = next(model.net.parameters()).device
+        self.y = torch.as_tensor((value - loc) / scale, dtype=torch.float32,
+                                 device=self.device)
+        self.noise_var = torch.as_tensor((error / scale) ** 2, dtype=torch.float32,
+                                         device=self.device)
+        self.log_jacobian = float(np.log(scale).sum())
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        """log-likelihood of the photometry for each theta (..., d) -> (...)."""
+        shape, where = theta.shape[:-1], theta.device
+        values = self._normalised_theta(theta.reshape(-1, len(self.parameters)), self.device)
+        features = self.model.net(values, torch.full_like(values, torch.nan),
+                                  self.query.to(self.device))
+        mix = self.model.net.distribution("mixture", features)  # batch (n, names)
+        comp = mix.component_distribution
+        observed = pdist.MixtureSameFamily(
+            mix.mixture_distribution,
+            pdist.Normal(comp.loc, (comp.scale ** 2 + self.noise_var[:, None]).sqrt(),
+                         validate_args=False), validate_args=False)
+        log_like = observed.log_prob(self.y).sum(-1) - self.log_jacobian
+        return log_like.reshape(shape).to(where)
+
+
+class JointLikelihood(Likelihood):
+    """The sum of likelihoods of independent data about one star (``a + b``)."""
+
+    def __init__(self, *parts: Likelihood) -> None:
+        flat = [q for p in parts for q in (p.parts if isinstance(p, JointLikelihood) else [p])]
+        self.parameters = flat[0].parameters
+        if any(p.parameters != self.parameters for p in flat):
+            raise ValueError("the likelihoods are over different parameters: "
+                             f"{[p.parameters for p in flat]}")
+        if any(isinstance(p, SpectrumLikelihood) for p in flat):
+            twice = sorted({n for p in flat for n in getattr(p, "names", ())
+                            if n in FROM_XP_SPECTRA})
+            if twice:
+                raise ValueError(f"{', '.join(twice)} is measured from the BP/RP spectra: "
+                                 "with the XP spectrum in the likelihood it counts the same "
+                                 "photons twice; leave it out of the photometry")
+        self.parts = tuple(flat)
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        return sum(p(theta) for p in self.parts)
+
+
+def _prior_for(likelihood: Likelihood, prior: Prior | None) -> Prior:
     prior = prior or Prior(likelihood.parameters)
     if prior.parameters != likelihood.parameters:
         raise ValueError(f"the prior is over {prior.parameters}, the likelihood over "
@@ -214,7 +344,7 @@ def _prior_for(likelihood: SpectrumLikelihood, prior: Prior | None) -> Prior:
     return prior
 
 
-def _log_posterior(likelihood: SpectrumLikelihood,
+def _log_posterior(likelihood: Likelihood,
                    prior: Prior) -> Callable[[torch.Tensor], torch.Tensor]:
     """theta (..., d) -> log likelihood + log prior (-inf outside the box, where the
     network is not run)."""
@@ -228,7 +358,7 @@ def _log_posterior(likelihood: SpectrumLikelihood,
     return log_posterior
 
 
-def laplace(likelihood: SpectrumLikelihood, prior: Prior | None = None,
+def laplace(likelihood: Likelihood, prior: Prior | None = None,
             rng: np.random.Generator | None = None,
             start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The posterior's mode and the covariance of the normal fitted there (inverse
@@ -373,7 +503,7 @@ def fit_temperature(model: Model, stars: Observations, prior: Prior | None = Non
     return float(best), coverage
 
 
-def run_emcee(likelihood: SpectrumLikelihood, prior: Prior | None = None,
+def run_emcee(likelihood: Likelihood, prior: Prior | None = None,
               n_walkers: int = 32, n_steps: int = 1300, burn: int = 300,
               seed: int = 0, moves: str = "differential", progress: bool = False
               ) -> az.InferenceData:
@@ -408,7 +538,7 @@ def run_emcee(likelihood: SpectrumLikelihood, prior: Prior | None = None,
         .sel(draw=slice(burn, None))
 
 
-def _start(likelihood: SpectrumLikelihood, prior: Prior, n: int,
+def _start(likelihood: Likelihood, prior: Prior, n: int,
            rng: np.random.Generator, spread: float = 2.0) -> np.ndarray:
     """``n`` over-dispersed starting points: draws from the Laplace approximation at
     the posterior's mode, standard deviations times ``spread``, kept inside the box.
@@ -420,7 +550,7 @@ def _start(likelihood: SpectrumLikelihood, prior: Prior, n: int,
     return np.clip(points, lo + 1e-6 * width, lo + (1 - 1e-6) * width)
 
 
-def run_nuts(likelihood: SpectrumLikelihood, prior: Prior | None = None,
+def run_nuts(likelihood: Likelihood, prior: Prior | None = None,
              n_samples: int = 1000, warmup: int = 500, chains: int = 2, seed: int = 0,
              dense_mass: bool = False, progress: bool = False) -> az.InferenceData:
     """Pyro NUTS of likelihood x prior; ``chains`` independent chains, run one after

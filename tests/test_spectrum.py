@@ -259,3 +259,52 @@ def test_samplers_return_seeded_arviz_draws_inside_the_prior(spectrum_run, test_
         assert not np.array_equal(dense.posterior[name].values,  # the mass matrix
                                   diagonal.posterior[name].values)  # differs, not the seed
         assert ((dense.posterior[name].values > lo) & (dense.posterior[name].values < hi)).all()
+
+
+def test_photometry_likelihood_is_the_mixture_answer_convolved_with_the_error(spectrum_run,
+                                                                              test_stars):
+    """log p(colours | theta) = the mixture head's answer given theta, its error added to
+    every component; it adds to the spectrum's likelihood."""
+    from probstar.inverse import JointLikelihood, PhotometryLikelihood
+
+    model = load_model(spectrum_run)
+    theta = torch.tensor([[4800.0, 2.5, -0.2, 0.1, 0.05], [5600.0, 4.4, 0.1, 0.0, 0.02]],
+                         requires_grad=True)
+    given = {n: theta[:, i].tolist() for i, n in enumerate(("teff", "logg", "fe_h", "alpha_m",
+                                                            "ak"))}
+    answer = model.posterior(given, ["j_h", "j_k"], head="mixture", calibrated=False)
+    colours = {"j_h": (0.55, 0.03), "j_k": (0.68, 0.02), "h": (np.nan, 0.1)}  # h unobserved
+    like = PhotometryLikelihood(model, colours)
+    lp = like(theta)
+    lp.sum().backward()
+    assert like.names == ("j_h", "j_k") and torch.isfinite(theta.grad).all()
+    # the convolution, by quadrature over the answer's density
+    grid = np.linspace(-1.0, 2.5, 20001)
+    expected = np.zeros(2)
+    for j, (name, (value, error)) in enumerate(list(colours.items())[:2]):
+        density = answer.pdf(name, grid)  # (2, grid)
+        kernel = np.exp(-0.5 * ((value - grid) / error) ** 2) / (error * np.sqrt(2 * np.pi))
+        expected += np.log((density * kernel).sum(1) * (grid[1] - grid[0]))
+    np.testing.assert_allclose(lp.detach().numpy(), expected, rtol=1e-4, atol=1e-4)
+    # sharper errors -> the answer's own density at the value
+    sharp = PhotometryLikelihood(model, {"j_k": (0.68, 1e-5)})(theta.detach())
+    np.testing.assert_allclose(sharp.numpy(), np.log(answer.pdf("j_k", np.array([0.68])))[:, 0],
+                               rtol=1e-4)
+    xp = index_of("xp")
+    spectrum = SpectrumLikelihood(model, test_stars.values[0, xp], test_stars.errors[0, xp])
+    joint = spectrum + like
+    assert isinstance(joint, JointLikelihood) and joint.parameters == like.parameters
+    torch.testing.assert_close(joint(theta.detach()),
+                               spectrum(theta.detach()) + like(theta.detach()))
+    bad = [({"j_k": (0.7, 0.0)}, "positive"), ({"j_k": (np.inf, 0.1)}, "not finite"),
+           ({"teff": (4000.0, 50.0)}, "names a parameter"), ({"j_k": (np.nan, 0.1)}, "no observed value"), ({"j_k": 0.7}, "value, error"),
+           ({"xp_500": (0.7, 0.1)}, "scalar names")]
+    for photometry, message in bad:
+        with pytest.raises(ValueError, match=message):
+            PhotometryLikelihood(model, photometry)
+    with pytest.raises(KeyError, match="unknown quantity 'j_x'"):
+        PhotometryLikelihood(model, {"j_x": (0.7, 0.1)})
+    with pytest.raises(ValueError, match="same photons twice"):
+        spectrum + PhotometryLikelihood(model, {"bp_rp": (1.2, 0.01)})
+    with pytest.raises(ValueError, match="different parameters"):
+        spectrum + PhotometryLikelihood(model, {"j_k": (0.7, 0.1)}, parameters=("teff", "logg"))
