@@ -241,18 +241,20 @@ class PhotometryLikelihood(Likelihood):
     """log p(observed photometry | theta) for one star, batched over theta (..., d).
 
     ``photometry`` maps names (magnitudes, colours: any scalar the model was trained to
-    predict that is not a parameter) to (value, error), physical units; a NaN value is
-    not observed and left out. Each name's likelihood is the mixture head's answer given
-    theta convolved with the error (exact for a Gaussian error), and the names are
-    treated as independent given theta: their errors must be (2MASS j_h and j_k share
-    J's error, a small correlation this ignores). Magnitudes depend on the distance,
-    which is not a parameter: the answer spreads over the training population's
-    distances, so colours say more. Untempered: measured on validation stars, its
-    intervals hold the observed colours about as often as they claim
-    (``benchmark/inverse_photometry.md``).
+    predict that is not a parameter) to a value or (value, error), physical units; a NaN
+    value is not observed and left out. Each name's likelihood is the mixture head's
+    answer given theta convolved with the error (exact for a Gaussian error), and the
+    names are treated as independent given theta.
+
+    The error is the noise *in excess of* the training data's. The embedded data set
+    carries no photometric errors, so the model learned the distribution of the
+    *observed* 2MASS and Gaia photometry of APOGEE stars, its noise included: photometry
+    like that (2MASS for stars of APOGEE's brightness) takes error 0, the default.
+    Magnitudes depend on the distance, which is not a parameter: their answer spreads
+    over the training population's distances, so colours say more.
     """
 
-    def __init__(self, model: Model, photometry: dict[str, tuple[float, float]],
+    def __init__(self, model: Model, photometry: dict[str, float | tuple[float, float]],
                  parameters: Sequence[str] = PARAMETERS) -> None:
         if "mixture" not in model.heads:
             raise ValueError("this model has no mixture head: it gives no photometry "
@@ -262,19 +264,20 @@ class PhotometryLikelihood(Likelihood):
             raise TypeError("photometry must be a dict {name: (value, error)}, got "
                             f"{type(photometry).__name__}")
         names, observed = [], []
-        for name, pair in photometry.items():
+        for name, given in photometry.items():
+            pair = (given, 0.0) if np.ndim(given) == 0 else given
             try:
                 value, error = (float(x) for x in pair)
             except (TypeError, ValueError):
-                raise ValueError(f"photometry[{name!r}] must be (value, error), got "
-                                 f"{pair!r}") from None
+                raise ValueError(f"photometry[{name!r}] must be a value or (value, error), "
+                                 f"got {given!r}") from None
             if np.isnan(value):
                 continue  # not observed
             if not np.isfinite(value):
                 raise ValueError(f"photometry[{name!r}]: value {value} is not finite")
-            if not np.isfinite(error) or error <= 0:
-                raise ValueError(f"photometry[{name!r}]: the error must be a positive "
-                                 f"number, got {error}")
+            if not np.isfinite(error) or error < 0:
+                raise ValueError(f"photometry[{name!r}]: the error must be a number >= 0, "
+                                 f"got {error}")
             index = index_of(name)
             if len(index) != 1 or index[0] >= N_SCALARS:
                 raise ValueError(f"photometry takes scalar names (magnitudes, colours), got "
