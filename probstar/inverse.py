@@ -8,12 +8,12 @@ noise-free pixels) convolved with the observed flux errors, optionally tempered
 (``temperature``, below). Photometry measured apart from the spectrum (2MASS colours,
 Gaia G) adds :class:`PhotometryLikelihood`: the mixture head's answer for each name
 given theta, convolved with its error; likelihoods of independent data add up
-(``spectrum_likelihood + photometry_likelihood``). The :class:`Prior` is a box, uniform or weighted by the
-training population (a kernel density estimate of its labels: the prior the amortised
-answer learned). Two samplers draw from the product: Pyro's NUTS (the likelihood is
-differentiable through the network) and ``emcee`` (vectorised over walkers,
-differential-evolution moves). Both return ArviZ ``InferenceData``; ``arviz.summary``
-gives R-hat and ESS.
+(``spectrum_likelihood + photometry_likelihood``). The :class:`Prior` is a box,
+uniform or weighted by the training population (a kernel density estimate of its
+labels: the prior the amortised answer learned). Two samplers draw from the product:
+Pyro's NUTS (the likelihood is differentiable through the network) and ``emcee``
+(vectorised over walkers, differential-evolution moves). Both return ArviZ
+``InferenceData``; ``arviz.summary`` gives R-hat and ESS.
 
 The likelihood is misspecified: at the labels of held-out stars the whole spectrum fits
 within its covariance, but the head's mean spectrum has errors along the directions the
@@ -251,7 +251,9 @@ class PhotometryLikelihood(Likelihood):
     *observed* 2MASS and Gaia photometry of APOGEE stars, its noise included: photometry
     like that (2MASS for stars of APOGEE's brightness) takes error 0, the default.
     Magnitudes depend on the distance, which is not a parameter: their answer spreads
-    over the training population's distances, so colours say more.
+    over the training population's distances, so colours say more. Untempered: given
+    the labels of validation stars, the j_h and j_k answers are a little too wide
+    (``benchmark/results/inverse_photometry.md``).
     """
 
     def __init__(self, model: Model, photometry: dict[str, float | tuple[float, float]],
@@ -321,6 +323,10 @@ class JointLikelihood(Likelihood):
     """The sum of likelihoods of independent data about one star (``a + b``)."""
 
     def __init__(self, *parts: Likelihood) -> None:
+        for p in parts:
+            if not isinstance(p, Likelihood):
+                raise TypeError(f"a likelihood adds only to a likelihood, not to "
+                                f"{type(p).__name__}")
         flat = [q for p in parts for q in (p.parts if isinstance(p, JointLikelihood) else [p])]
         self.parameters = flat[0].parameters
         if any(p.parameters != self.parameters for p in flat):

@@ -297,7 +297,8 @@ def test_photometry_likelihood_is_the_mixture_answer_convolved_with_the_error(sp
     torch.testing.assert_close(joint(theta.detach()),
                                spectrum(theta.detach()) + like(theta.detach()))
     bad = [({"j_k": (0.7, -0.1)}, ">= 0"), ({"j_k": (np.inf, 0.1)}, "not finite"),
-           ({"teff": (4000.0, 50.0)}, "names a parameter"), ({"j_k": (np.nan, 0.1)}, "no observed value"), ({"j_k": (0.7, 0.1, 2)}, "value, error"),
+           ({"teff": (4000.0, 50.0)}, "names a parameter"),
+           ({"j_k": (np.nan, 0.1)}, "no observed value"), ({"j_k": (0.7, 0.1, 2)}, "value, error"),
            ({"xp_500": (0.7, 0.1)}, "scalar names")]
     for photometry, message in bad:
         with pytest.raises(ValueError, match=message):
@@ -306,5 +307,7 @@ def test_photometry_likelihood_is_the_mixture_answer_convolved_with_the_error(sp
         PhotometryLikelihood(model, {"j_x": (0.7, 0.1)})
     with pytest.raises(ValueError, match="same photons twice"):
         spectrum + PhotometryLikelihood(model, {"bp_rp": (1.2, 0.01)})
+    with pytest.raises(TypeError, match="adds only to a likelihood"):
+        spectrum + 1.0
     with pytest.raises(ValueError, match="different parameters"):
         spectrum + PhotometryLikelihood(model, {"j_k": (0.7, 0.1)}, parameters=("teff", "logg"))
