@@ -265,7 +265,7 @@ def test_photometry_likelihood_is_the_mixture_answer_convolved_with_the_error(sp
                                                                               test_stars):
     """log p(colours | theta) = the mixture head's answer given theta, its error added to
     every component; it adds to the spectrum's likelihood."""
-    from probstar.inverse import JointLikelihood, PhotometryLikelihood
+    from probstar.inverse import JointLikelihood, PhotometryLikelihood, run_nuts
 
     model = load_model(spectrum_run)
     theta = torch.tensor([[4800.0, 2.5, -0.2, 0.1, 0.05], [5600.0, 4.4, 0.1, 0.0, 0.02]],
@@ -296,6 +296,8 @@ def test_photometry_likelihood_is_the_mixture_answer_convolved_with_the_error(sp
     assert isinstance(joint, JointLikelihood) and joint.parameters == like.parameters
     torch.testing.assert_close(joint(theta.detach()),
                                spectrum(theta.detach()) + like(theta.detach()))
+    nuts = run_nuts(joint, n_samples=4, warmup=4, chains=1, seed=0)  # gradients flow
+    assert np.isfinite(nuts.posterior["teff"].values).all()
     bad = [({"j_k": (0.7, -0.1)}, ">= 0"), ({"j_k": (np.inf, 0.1)}, "not finite"),
            ({"teff": (4000.0, 50.0)}, "names a parameter"),
            ({"j_k": (np.nan, 0.1)}, "no observed value"), ({"j_k": (0.7, 0.1, 2)}, "value, error"),
