@@ -69,11 +69,11 @@ def _run(job) -> tuple[int, str, dict]:
     return i, setting, {**summarise(idata), "seconds": time.perf_counter() - t}
 
 
-def test_stars(n: int):
+def chosen_stars(n: int):
     """The first ``n`` test stars of validation/inverse.py's selection with j_h and j_k."""
     stars = load_split("test").complete([*PARAMETERS, "xp"])
-    index = np.flatnonzero(np.isfinite(stars.values[:, index_of(list(COLOURS))]).all(1))[:n]
-    return stars.select(index), index
+    has_colours = np.isfinite(stars.values[:, index_of(list(COLOURS))]).all(1)
+    return stars.select(np.flatnonzero(has_colours)[:n])
 
 
 def colour_coverage(model) -> list[str]:
@@ -117,7 +117,7 @@ def main() -> None:
     t_start = time.perf_counter()
     torch.set_num_threads(args.workers)
     model = load_model()
-    stars, index = test_stars(args.stars)
+    stars = chosen_stars(args.stars)
     xp, cols = index_of("xp"), index_of(list(PARAMETERS))
     keys = {k: getattr(args, k) for k in ("walkers", "steps", "burn")}
     done: dict[tuple[int, str], dict] = {}
