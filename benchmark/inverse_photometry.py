@@ -29,16 +29,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import special
 from tqdm.auto import tqdm
 
-from probstar.calibration import agreement, expected_agreement
+from probstar.calibration import agreement, coverage, expected_agreement
 from probstar.data import load_split
 from probstar.evaluate import robust_scatter
 from probstar.inverse import (PARAMETERS, PhotometryLikelihood, Prior, SpectrumLikelihood,
                               run_emcee)
 from probstar.query import load_model
-from probstar.recalibration import mixture_arrays
+from probstar.recalibration import mixture_arrays, mixture_pit
 from probstar.vocab import index_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,16 +82,16 @@ def colour_coverage(model) -> list[str]:
     post = model.posterior(stars.only(list(PARAMETERS)), list(COLOURS), head="mixture",
                            calibrated=False)
     w, mu, sd = mixture_arrays(post)
+    half68 = np.median(np.abs(post.quantile(0.84) - post.quantile(0.16)) / 2, 0)
     norm, rows = model.normalization, []
     for j, name in enumerate(post.names):
         k = index_of(name)[0]
         y = (stars.column(name) - norm.loc[k]) / norm.scale[k]
-        u = (w[:, j] * special.ndtr((y[:, None] - mu[:, j]) / sd[:, j])).sum(-1)
-        inside = [np.mean(np.abs(u - 0.5) < level / 2) for level in LEVELS]
-        half68 = np.median(np.abs(post.quantile(0.84)[:, j] - post.quantile(0.16)[:, j]) / 2)
+        u = mixture_pit(w[:, j], mu[:, j], sd[:, j], y, np.zeros_like(y))
         se = np.sqrt(0.68 * 0.32 / len(u))
-        rows.append(f"| {name} | {len(u)} | " + " | ".join(f"{c:.3f}" for c in inside)
-                    + f" | {se:.3f} | {half68:.3f} |")
+        rows.append(f"| {name} | {len(u)} | "
+                    + " | ".join(f"{c:.3f}" for c in coverage(u, LEVELS))
+                    + f" | {se:.3f} | {half68[j]:.3f} |")
     return ["## 1. The photometry likelihood on validation stars", "",
             "PIT of each star's observed colour under the mixture head's answer given its "
             "APOGEE teff, logg, fe_h, alpha_m and ak (error 0: the model learned the "

@@ -36,7 +36,6 @@ from typing import Callable, Sequence
 
 import arviz as az
 import numpy as np
-import pyro.distributions as pdist
 import torch
 from scipy.stats import norm as std_normal
 from torch.distributions import LowRankMultivariateNormal
@@ -153,19 +152,31 @@ class Likelihood:
     def __add__(self, other: "Likelihood") -> "JointLikelihood":
         return JointLikelihood(self, other)
 
-    def _normalised_theta(self, theta: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """theta (n, d), physical units -> the network's input values (n, n_names), NaN
-        for every name but the parameters."""
-        columns = index_of(list(self.parameters))
-        norm = self.model.normalization
-        loc = torch.as_tensor(norm.loc[columns], dtype=torch.float32, device=device)
-        scale = torch.as_tensor(norm.scale[columns], dtype=torch.float32, device=device)
-        values = torch.full((theta.shape[0], len(NAMES)), torch.nan, device=device)
-        values[:, columns] = (theta.to(device, torch.float32) - loc) / scale
+
+class _NetworkLikelihood(Likelihood):
+    """A likelihood the model's network computes from theta: it holds the model, the
+    device the network runs on and theta's normalisation, computed once (not on every
+    sampler step)."""
+
+    def __init__(self, model: Model, parameters: Sequence[str]) -> None:
+        self.model, self.parameters = model, tuple(parameters)
+        self.device = next(model.net.parameters()).device  # where the network runs
+        self._columns = index_of(list(self.parameters))
+        norm = model.normalization
+        self._theta_loc, self._theta_scale = (
+            torch.as_tensor(a[self._columns], dtype=torch.float32, device=self.device)
+            for a in (norm.loc, norm.scale))
+
+    def _network_inputs(self, theta: torch.Tensor) -> torch.Tensor:
+        """theta (..., d), physical units -> the network's input values (n, n_names),
+        NaN for every name but the parameters."""
+        theta = theta.reshape(-1, len(self.parameters)).to(self.device, torch.float32)
+        values = torch.full((theta.shape[0], len(NAMES)), torch.nan, device=self.device)
+        values[:, self._columns] = (theta - self._theta_loc) / self._theta_scale
         return values
 
 
-class SpectrumLikelihood(Likelihood):
+class SpectrumLikelihood(_NetworkLikelihood):
     """log p(observed spectrum | theta) / temperature for one star, batched over theta
     (..., d).
 
@@ -189,7 +200,7 @@ class SpectrumLikelihood(Likelihood):
             temperature = model.likelihood_temperature
         if not np.isfinite(temperature) or temperature <= 0:
             raise ValueError(f"temperature must be a positive number, got {temperature}")
-        self.model, self.parameters = model, tuple(parameters)
+        super().__init__(model, parameters)
         self.temperature = float(temperature)
         pixels = index_of("xp")
         flux, flux_err = np.asarray(flux, np.float64), np.asarray(flux_err, np.float64)
@@ -214,7 +225,6 @@ class SpectrumLikelihood(Likelihood):
                                  f"shape {discrepancy.shape}")
             discrepancy = torch.as_tensor(discrepancy[observed])
         self.discrepancy = discrepancy
-        self.device = next(model.net.parameters()).device  # where the network runs
         for name in ("y", "noise_var", "keep", "discrepancy"):
             if getattr(self, name) is not None:
                 setattr(self, name, getattr(self, name).to(self.device))
@@ -223,7 +233,7 @@ class SpectrumLikelihood(Likelihood):
         """log-likelihood of the spectrum for each theta (..., d) -> (...), on theta's
         device (the network runs on its own)."""
         shape, where = theta.shape[:-1], theta.device
-        values = self._normalised_theta(theta.reshape(-1, len(self.parameters)), self.device)
+        values = self._network_inputs(theta)
         pdf = self.model.net.spectrum_distribution(values, torch.full_like(values, torch.nan))
         kept = LowRankMultivariateNormal(pdf.loc[:, self.keep], pdf.cov_factor[:, self.keep],
                                          pdf.cov_diag[:, self.keep], validate_args=False)
@@ -237,7 +247,7 @@ class SpectrumLikelihood(Likelihood):
 FROM_XP_SPECTRA: tuple[str, ...] = ("bp", "rp", "bp_rp")
 
 
-class PhotometryLikelihood(Likelihood):
+class PhotometryLikelihood(_NetworkLikelihood):
     """log p(observed photometry | theta) for one star, batched over theta (..., d).
 
     ``photometry`` maps names (magnitudes, colours: any scalar the model was trained to
@@ -261,7 +271,7 @@ class PhotometryLikelihood(Likelihood):
         if "mixture" not in model.heads:
             raise ValueError("this model has no mixture head: it gives no photometry "
                              "likelihood")
-        self.model, self.parameters = model, tuple(parameters)
+        super().__init__(model, parameters)
         if not isinstance(photometry, dict):
             raise TypeError("photometry must be a dict {name: (value, error)}, got "
                             f"{type(photometry).__name__}")
@@ -292,11 +302,10 @@ class PhotometryLikelihood(Likelihood):
         if clash or len(set(names)) != len(names):
             raise ValueError(f"photometry names a parameter or a quantity twice: {names}")
         self.names = tuple(names)
-        self.query = torch.as_tensor(model._request(names))
+        query = model._request(names)
+        self.query = torch.as_tensor(query, device=self.device)
         value, error = (np.array(v) for v in zip(*observed))
-        norm = model.normalization
-        loc, scale = norm.loc[self.query.numpy()], norm.scale[self.query.numpy()]
-        self.device = next(model.net.parameters()).device
+        loc, scale = model.normalization.loc[query], model.normalization.scale[query]
         self.y = torch.as_tensor((value - loc) / scale, dtype=torch.float32,
                                  device=self.device)
         self.noise_var = torch.as_tensor((error / scale) ** 2, dtype=torch.float32,
@@ -306,15 +315,10 @@ class PhotometryLikelihood(Likelihood):
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
         """log-likelihood of the photometry for each theta (..., d) -> (...)."""
         shape, where = theta.shape[:-1], theta.device
-        values = self._normalised_theta(theta.reshape(-1, len(self.parameters)), self.device)
-        features = self.model.net(values, torch.full_like(values, torch.nan),
-                                  self.query.to(self.device))
-        mix = self.model.net.distribution("mixture", features)  # batch (n, names)
-        comp = mix.component_distribution
-        observed = pdist.MixtureSameFamily(
-            mix.mixture_distribution,
-            pdist.Normal(comp.loc, (comp.scale ** 2 + self.noise_var[:, None]).sqrt(),
-                         validate_args=False), validate_args=False)
+        values = self._network_inputs(theta)
+        features = self.model.net(values, torch.full_like(values, torch.nan), self.query)
+        # the mixture head adds the noise variance to every component: the convolution
+        observed = self.model.net.outputs["mixture"](features, self.noise_var)
         log_like = observed.log_prob(self.y).sum(-1) - self.log_jacobian
         return log_like.reshape(shape).to(where)
 
