@@ -273,9 +273,11 @@ class Model:
         return {"xp_nll": float(np.nanmean(spectrum_nll(post, obs)))}
 
     def scores(self, obs: Observations, inputs: Sequence[str] = INPUT_SETS["xp+colours"],
-               targets: Sequence[str] = ("teff", "logg", "fe_h")) -> dict[str, float]:
-        """Robust scatter of the posterior median against the labels of ``obs``."""
-        medians = predicted_medians(self, obs, inputs, targets)
+               targets: Sequence[str] = ("teff", "logg", "fe_h"),
+               head: str | None = None) -> dict[str, float]:
+        """Robust scatter of the posterior median (of ``head``; default: the model's
+        default head) against the labels of ``obs``."""
+        medians = predicted_medians(self, obs, inputs, targets, head)
         return {name: robust_scatter(obs.column(name), m) for name, m in medians.items()}
 
 

@@ -104,6 +104,8 @@ class TrainConfig:
     freeze_encoder: bool = False  # train only the decoder and heads (token embedding and
     # encoder fixed): fine-tuning new heads at ~2x the speed
     train_only: str = ""  # comma-separated parameter-name prefixes that train ("" = all)
+    reinit: str = ""  # comma-separated parameter-name prefixes that start afresh, not from
+    # init_from (a head retrained from its initialisation)
     drop_names: str = ""  # comma-separated names removed from the training data (never seen)
     input_only: str = ""  # comma-separated names shown as inputs, never trained as targets
     new_tokens: str = ""  # comma-separated names whose embedding rows alone train (a new
@@ -342,7 +344,8 @@ def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.T
         total, dims = h.new_zeros(()), 0
         for rows, cols in joint_subsets(hidden[:, joint], head.max_dims, g):
             cols = joint[cols]
-            joint_pdf = net.distribution(name, h[rows[:, None], cols])
+            joint_pdf = net.distribution(name, h[rows[:, None], cols],
+                                         var[rows[:, None], cols])
             total = total - joint_pdf.log_prob(y[rows[:, None], cols]).sum()
             dims += cols.numel()
         losses[name] = total / max(dims, 1)
@@ -372,11 +375,30 @@ def _names(names: str) -> list[int]:
     return idx
 
 
-def _init_from(net: ProbStarNet, folder: str) -> Normalization:
-    """Copy the matching weights of a trained model into ``net``; its normalisation."""
+def _scored_head(net: ProbStarNet) -> str | None:
+    """The head whose validation medians pick the best checkpoint: the one head that
+    trains when it is the only scalar part training (say, a flow retrained on a fixed
+    network), else None (the model's default answer)."""
+    parts = {name.split(".")[1] if name.startswith("outputs.") else name
+             for name, p in net.named_parameters()
+             if p.requires_grad and not name.startswith("spectrum.")}
+    return parts.pop() if len(parts) == 1 and next(iter(parts)) in net.outputs else None
+
+
+def _prefixes(names: str) -> tuple[str, ...]:
+    """A comma-separated setting (``train_only``, ``reinit``) as a tuple of prefixes."""
+    return tuple(filter(None, names.split(",")))
+
+
+def _init_from(net: ProbStarNet, folder: str, reinit: tuple[str, ...] = ()) -> Normalization:
+    """Copy the matching weights of a trained model into ``net``, except those named by
+    a prefix in ``reinit`` (they keep ``net``'s initialisation); its normalisation."""
     _, theirs, norm = read_checkpoint(folder)  # whatever its architecture
     mine = net.state_dict()
-    shared = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
+    if reinit and not any(k.startswith(reinit) for k in mine):
+        raise ValueError(f"reinit={','.join(reinit)!r} matches no parameter")
+    shared = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape
+              and not k.startswith(reinit)}
     if not shared:
         raise ValueError(f"{folder}: no weights in common with this architecture")
     net.load_state_dict(shared, strict=False)
@@ -421,11 +443,11 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
         curve_path.unlink(missing_ok=True)
         net, state, start_epoch = ProbStarNet(cfg.model), None, 0
         if cfg.init_from:
-            norm = _init_from(net, cfg.init_from)
+            norm = _init_from(net, cfg.init_from, _prefixes(cfg.reinit))
         else:
             norm = Normalization.fit(train_obs.values)
     net.to(device)
-    only = tuple(filter(None, cfg.train_only.split(",")))
+    only = _prefixes(cfg.train_only)
     new = torch.zeros(N_SCALARS, dtype=torch.bool, device=device)
     new[_names(cfg.new_tokens)] = True
     tune_new = bool(new.any())
@@ -441,6 +463,7 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
         raise ValueError(f"train_only={cfg.train_only!r} matches no parameter")
     scalars_train = any(p.requires_grad for name, p in net.named_parameters()
                         if not name.startswith("spectrum."))
+    scored_head = _scored_head(net)
     spectrum_trains = net.spectrum is not None and \
         any(p.requires_grad for p in net.spectrum.parameters())
 
@@ -506,7 +529,7 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
         if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == end_epoch:
             net.eval()
             model = Model(net, norm, meta)
-            scores = model.scores(val_obs)
+            scores = model.scores(val_obs, head=scored_head)
             if net.spectrum is not None:
                 scores.update(model.spectrum_scores(val_obs))
             record = {"epoch": epoch + 1, "train_loss": loss.item(),

@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from probstar.checkpoint import CheckpointError, load_checkpoint
 from probstar.model import ModelConfig, ProbStarNet
 from probstar.model.network import N_SCALARS
-from probstar.train import PRESETS, TrainConfig, sample_context, train
+from probstar.train import PRESETS, TrainConfig, _init_from, _scored_head, sample_context, \
+    train
 from probstar.vocab import NAMES, index_of
 
 SMALL = ModelConfig(dim=32, heads=2, encoder_layers=1, decoder_layers=1, region_hidden=16)
@@ -207,6 +208,35 @@ def test_fine_tuning_moves_only_what_it_should(tiny_run, train_stars, test_stars
     assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith(moves))
     frozen = [n for n in before if not n.startswith(moves)]
     assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)
+
+
+def test_reinit_restarts_the_named_weights(tiny_run):
+    """``reinit`` parts keep a fresh network's initialisation, the rest comes from the
+    run; a prefix that names nothing is an error."""
+    source, _, _ = load_checkpoint(tiny_run)
+    model = PRESETS["smoke"].model
+    torch.manual_seed(1)
+    fresh = ProbStarNet(model).state_dict()
+    torch.manual_seed(1)
+    net = ProbStarNet(model)
+    _init_from(net, str(tiny_run), ("outputs.flow",))
+    loaded, theirs = net.state_dict(), source.state_dict()
+    flow = [n for n in loaded if n.startswith("outputs.flow.")]
+    assert flow and all(torch.equal(loaded[n], fresh[n]) for n in flow)
+    assert any(not torch.equal(loaded[n], theirs[n]) for n in flow)
+    assert all(torch.equal(loaded[n], theirs[n]) for n in loaded if n not in flow)
+    with pytest.raises(ValueError, match="reinit='outputs.flw' matches no parameter"):
+        _init_from(ProbStarNet(model), str(tiny_run), ("outputs.flw",))
+
+
+def test_checkpoints_are_picked_on_the_head_that_trains():
+    net = ProbStarNet(SMALL)
+    assert _scored_head(net) is None  # everything trains: the default answer
+    for name, p in net.named_parameters():
+        p.requires_grad_(name.startswith(("outputs.flow.", "spectrum.")))
+    assert _scored_head(net) == "flow"
+    net.outputs["mixture"].requires_grad_(True)
+    assert _scored_head(net) is None
 
 
 def test_tied_queries_follow_the_input_embedding():
