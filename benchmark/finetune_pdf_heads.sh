@@ -9,8 +9,9 @@
 # Stage 3: 60% such labels-only contexts.   Stage 4: the same, encoder trained too.
 # Last stage: the flow head (on the mixture as its base, benchmark/NOTES.md "Flow on the
 # mixture") trained alone on the best validation checkpoint of stage 4, for 20 epochs;
-# its last epoch ($out/flow) is the shipped model (the stage's validation score, the
-# mixture's medians, cannot change while only the flow trains).
+# its last epoch ($out/flow) is the shipped model (it was trained when a flow-only run
+# still scored its epochs on the mixture's medians, which cannot change; such runs now
+# keep the epoch with the best joint log density of the flow in $out/flow/best).
 # Usage: bash benchmark/finetune_pdf_heads.sh OUT_FOLDER   (~90 min on 2 cores)
 set -euo pipefail
 out=${1:-runs/pdf_heads}

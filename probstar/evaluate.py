@@ -17,7 +17,7 @@ from .vocab import XP_NAMES, index_of
 MAD_TO_STD = 1.482602218505602  # 1 / Phi^-1(3/4), as astropy.stats.mad_std
 
 __all__ = ["robust_scatter", "median_bias", "predicted_medians", "answer_scores",
-           "accuracy_rows", "INPUT_SETS", "format_table"]
+           "accuracy_rows", "INPUT_SETS", "format_table", "joint_log_density"]
 
 #: Named input sets for reduced-input evaluations.
 INPUT_SETS: dict[str, tuple[str, ...]] = {
@@ -49,6 +49,20 @@ def predicted_medians(model, obs: Observations, inputs: Sequence[str],
     post = model.posterior(obs.only(inputs), targets, head or model.default_head)
     median = post.median()
     return {name: median[:, post.names.index(name)] for name in targets}
+
+
+def joint_log_density(model, obs: Observations, head: str,
+                      inputs: Sequence[str] = INPUT_SETS["xp+colours"],
+                      targets: Sequence[str] = ("teff", "logg", "fe_h")) -> float:
+    """Mean log density of ``head``'s answer at the labels of the stars of ``obs`` that
+    have every target, seeing only ``inputs``: a 1-D head as the product of its
+    marginals, the flow as its joint. Higher is better (a proper score, unlike the
+    medians' scatter, and the only one here that sees the dependence between names)."""
+    ok = np.all([np.isfinite(obs.column(n)) for n in targets], axis=0)
+    subset = obs.select(np.flatnonzero(ok))
+    post = model.posterior(subset.only(inputs), list(targets), head=head)
+    labels = np.stack([subset.column(n) for n in post.names], -1)
+    return float(np.mean(post.log_prob(labels)))
 
 
 def answer_scores(model, obs: Observations, inputs: Sequence[str], name: str,

@@ -64,6 +64,7 @@ from tqdm.auto import tqdm
 from .checkpoint import CONFIG, load_checkpoint, load_train_state, read_checkpoint, \
     save_checkpoint, save_train_state
 from .data.observations import Observations
+from .evaluate import joint_log_density
 from .model.heads import MARGINAL_HEADS
 from .model.network import N_PIXELS, N_SCALARS, ModelConfig, ProbStarNet
 from .model.spectrum import SpectrumHead
@@ -344,8 +345,7 @@ def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.T
         total, dims = h.new_zeros(()), 0
         for rows, cols in joint_subsets(hidden[:, joint], head.max_dims, g):
             cols = joint[cols]
-            joint_pdf = net.distribution(name, h[rows[:, None], cols],
-                                         var[rows[:, None], cols])
+            joint_pdf = net.distribution(name, h[rows[:, None], cols])
             total = total - joint_pdf.log_prob(y[rows[:, None], cols]).sum()
             dims += cols.numel()
         losses[name] = total / max(dims, 1)
@@ -354,10 +354,13 @@ def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.T
 
 def _quality(scores: dict[str, float], norm: Normalization, scalars: bool,
              spectrum: bool) -> float:
-    """What picks the best checkpoint: the mean scaled scatter of the scalar scores
-    and/or the spectrum's validation NLL per pixel, whichever parts train."""
+    """What picks the best checkpoint: the mean scaled scatter of the scalar scores (or,
+    for a flow training alone, minus its joint log density) and/or the spectrum's
+    validation NLL per pixel, whichever parts train."""
     quality = 0.0
-    if scalars:
+    if "joint_log_density" in scores:
+        quality -= scores["joint_log_density"]
+    elif scalars:
         quality += float(np.mean([v / norm.scale[index_of(k)[0]] for k, v in scores.items()
                                   if not k.startswith("xp_")]))
     if spectrum:
@@ -376,9 +379,9 @@ def _names(names: str) -> list[int]:
 
 
 def _scored_head(net: ProbStarNet) -> str | None:
-    """The head whose validation medians pick the best checkpoint: the one head that
+    """The head whose validation answers pick the best checkpoint: the one head that
     trains when it is the only scalar part training (say, a flow retrained on a fixed
-    network), else None (the model's default answer)."""
+    network, whose answers alone can change), else None (the model's default answer)."""
     parts = {name.split(".")[1] if name.startswith("outputs.") else name
              for name, p in net.named_parameters()
              if p.requires_grad and not name.startswith("spectrum.")}
@@ -530,6 +533,8 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
             net.eval()
             model = Model(net, norm, meta)
             scores = model.scores(val_obs, head=scored_head)
+            if scored_head == "flow":  # medians cannot see what a joint head is for
+                scores["joint_log_density"] = joint_log_density(model, val_obs, "flow")
             if net.spectrum is not None:
                 scores.update(model.spectrum_scores(val_obs))
             record = {"epoch": epoch + 1, "train_loss": loss.item(),

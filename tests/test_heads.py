@@ -65,19 +65,13 @@ def test_flow_head_is_a_joint_distribution(d):
     assert all(p.grad is None for p in net.outputs["mixture"].parameters())  # base fixed
 
 
-@pytest.mark.parametrize("noisy", [False, True])
-def test_untrained_flow_is_the_independent_mixture(noisy):
-    """Every layer starts as the identity: the joint PDF is the product of the mixture's,
-    of the noisy measurements' when label noise is given (the flow's training loss)."""
+def test_untrained_flow_is_the_independent_mixture():
+    """Every layer starts as the identity: the joint PDF is the product of the mixture's."""
     h = torch.randn(4, 3, 16)
-    net, _ = _flow(h, trained=False)
-    noise_var = torch.rand(4, 3) if noisy else None
+    net, dist = _flow(h, trained=False)
     x = torch.randn(6, 4, 3)
-    mixture = net.distribution("mixture", h, noise_var).log_prob(x).sum(-1)
-    flow = net.distribution("flow", h, noise_var).log_prob(x)
-    assert torch.allclose(flow, mixture, atol=1e-4)
-    if noisy:  # the noise is in the answer, not ignored
-        assert not torch.allclose(flow, net.distribution("flow", h).log_prob(x), atol=1e-2)
+    mixture = net.distribution("mixture", h).log_prob(x).sum(-1)
+    assert torch.allclose(dist.log_prob(x), mixture, atol=1e-4)
 
 
 def test_flow_density_integrates_to_one():

@@ -208,6 +208,9 @@ def test_fine_tuning_moves_only_what_it_should(tiny_run, train_stars, test_stars
     assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith(moves))
     frozen = [n for n in before if not n.startswith(moves)]
     assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)
+    # a flow alone is scored (and its best epoch picked) by its joint log density
+    record = json.loads((run / "learning_curve.jsonl").read_text().splitlines()[-1])
+    assert ("joint_log_density" in record) == (moves == ("outputs.flow.",))
 
 
 def test_reinit_restarts_the_named_weights(tiny_run):

@@ -29,7 +29,8 @@ import torch
 from scipy.stats import wasserstein_distance
 
 from probstar.data import load_split
-from probstar.evaluate import INPUT_SETS, accuracy_rows, format_table, predicted_medians
+from probstar.evaluate import INPUT_SETS, accuracy_rows, format_table, joint_log_density, \
+    predicted_medians
 from probstar.plots import axis_label
 from probstar.query import load_model
 from probstar.vocab import index_of
@@ -100,21 +101,6 @@ def calibration_rows(model, stars) -> list[dict]:
                          "width": float(np.median(width[ok, j])),
                          "noise": float(np.nanmedian(err[ok] / width[ok, j]))})
     return rows
-
-
-def joint_log_density(model, stars) -> dict[str, float]:
-    """Mean log density of each head's answer at the (teff, logg, fe_h) labels, stars with
-    all three: the 1-D heads as independent products, the flow as its joint. Higher is
-    better; the differences say what modelling the dependence between names is worth."""
-    ok = np.all([np.isfinite(stars.column(n)) for n in TARGETS], axis=0)
-    subset = stars.select(np.flatnonzero(ok))
-    inputs = subset.only(INPUT_SETS["xp+colours"])
-    out = {}
-    for head in model.heads:
-        post = model.posterior(inputs, list(TARGETS), head=head)
-        labels = np.stack([subset.column(n) for n in post.names], -1)
-        out[head] = float(np.mean(post.log_prob(labels)))
-    return out
 
 
 def plot(curves: dict, heads: list[str], path: Path) -> None:
@@ -194,7 +180,7 @@ def main() -> None:
     for r in cal:
         out.append(f"| {r['head']} | {r['name']} | {r['c68']:.3f} | {r['c95']:.3f} | "
                    f"{r['width']:.3g} | {r['noise']:.2f} |")
-    density = joint_log_density(model, stars)
+    density = {head: joint_log_density(model, stars, head) for head in model.heads}
     out += ["\nMean joint log density at the (teff [K], logg, fe_h) labels of the stars "
             "with all three (XP + colours): 1-D heads as independent products, the flow "
             "as its joint; no head convolved with the label noise here. Higher is better.\n",

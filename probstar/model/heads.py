@@ -208,14 +208,12 @@ class FlowHead(nn.Module):
     their conditioners read ``asinh`` of the values (no far extrapolation for a hot
     star's Teff), and the spline is the identity beyond +-``tail_bound``.
 
-    *Label noise.* A flow has no closed-form convolution with the label error, but its
-    base has: in the training loss the base is the mixture convolved with each label's
-    error (the exact PDF of the noisy labels if the names were independent), so the
-    layers learn the dependence between the names and not the label noise; answers use
-    the deconvolved (true-value) base with the same layers. Approximate where the
-    dependence is strong compared with the noise. (A base without the noise made the
-    layers widen the answer by the noise instead: benchmark/NOTES.md, "Label noise in
-    the flow".)
+    *Label noise.* The base is the deconvolved (true-value) mixture, but a flow has no
+    closed-form convolution with the label error, so the coupling layers are fitted to
+    the noisy labels and may widen the answer by about the label error (5-15% of the
+    width, ``validation/pdf_heads.py`` section 3). Training them on a base convolved with
+    each label's error instead made no measurable difference (benchmark/NOTES.md, "Label
+    noise in the flow's base").
     """
 
     name = "flow"

@@ -230,17 +230,12 @@ class ProbStarNet(nn.Module):
                              "= 0): it cannot predict XP pixels")
         return self.spectrum(*self.memory(values, sigmas))
 
-    def distribution(self, head: str, h: Tensor,
-                     noise_var: Tensor | None = None) -> Distribution:
+    def distribution(self, head: str, h: Tensor) -> Distribution:
         """Features (B, Q, dim) -> the PDF of the Q names (normalised units) by ``head``:
-        independent 1-D PDFs (batch (B, Q)) or, for the flow, their joint (batch (B,)).
-
-        ``noise_var`` (B, Q): that of noisy measurements of the names instead. Exact for
-        the 1-D heads; a flow gets it through its base (the flow's training loss, see
-        ``FlowHead``)."""
+        independent 1-D PDFs (batch (B, Q)) or, for the flow, their joint (batch (B,))."""
         out = self.outputs[head]
         if not hasattr(out, "base_head"):
-            return out(h, noise_var)
+            return out(h)
         with torch.no_grad():  # the base is fixed in the flow's loss: the mixture head is
-            base = self.outputs[out.base_head](h, noise_var)  # trained by its own loss
+            base = self.outputs[out.base_head](h)  # trained by its own (deconvolved) loss
         return out(h, base)
