@@ -328,13 +328,17 @@ def spectrum_loss(net: ProbStarNet, context: torch.Tensor, context_sigmas: torch
 
 
 def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.Tensor,
-                hidden: torch.Tensor, joint: torch.Tensor,
-                g: torch.Generator) -> dict[str, torch.Tensor]:
+                hidden: torch.Tensor, joint: torch.Tensor, g: torch.Generator,
+                missing: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Mean negative log-likelihood per label dimension of each head, on hidden labels.
 
     ``h`` (B, Q, dim) decoder features of the target columns, ``y``/``var`` their labels
     and label variances, ``hidden`` which labels count, ``joint`` the columns the flow
-    head models.
+    head models. ``missing``: labels the data lacks. The flow scores them too, as a draw
+    from the mixture's answer: without them a flow over (teff, logg, fe_h) would never
+    see a star that has no [Fe/H] label (ASPCAP gives none above ~7000 K) and would
+    extrapolate there; with them it learns, for such stars, no dependence beyond the
+    model's own marginals.
     """
     losses = {}
     for name, head in net.outputs.items():
@@ -342,14 +346,30 @@ def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.T
             nll = head.loss(h, y, var)
             losses[name] = (nll * hidden).sum() / hidden.sum().clamp(min=1)
             continue
+        eligible = hidden
+        if missing is not None and missing.any():
+            y = torch.where(missing, _draw(net.outputs[head.base_head], h, g), y)
+            eligible = hidden | missing
         total, dims = h.new_zeros(()), 0
-        for rows, cols in joint_subsets(hidden[:, joint], head.max_dims, g):
+        for rows, cols in joint_subsets(eligible[:, joint], head.max_dims, g):
             cols = joint[cols]
             joint_pdf = net.distribution(name, h[rows[:, None], cols])
             total = total - joint_pdf.log_prob(y[rows[:, None], cols]).sum()
             dims += cols.numel()
         losses[name] = total / max(dims, 1)
     return losses
+
+
+@torch.no_grad()
+def _draw(mixture: torch.nn.Module, h: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """One draw from the mixture head's 1-D answers for features ``h`` (B, Q, dim),
+    using the training generator ``g`` (reproducible, resumable)."""
+    pdf = mixture(h)
+    weights = pdf.mixture_distribution.probs
+    k = torch.multinomial(weights.flatten(0, -2), 1, generator=g).view(*weights.shape[:-1], 1)
+    comp = pdf.component_distribution
+    loc, scale = comp.loc.gather(-1, k)[..., 0], comp.scale.gather(-1, k)[..., 0]
+    return loc + scale * torch.randn(loc.shape, generator=g, device=loc.device)
 
 
 def _quality(scores: dict[str, float], norm: Normalization, scalars: bool,
@@ -513,7 +533,8 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
                 h = forward_grouped(lambda v, s: net(v, s, trained), context, context_sigmas)
                 y, var = targets_y[idx], targets_var[idx]
                 hidden = torch.isfinite(y) & ~torch.isfinite(context[:, trained])
-                losses = head_losses(net, h, torch.nan_to_num(y), var, hidden, joint, g)
+                losses = head_losses(net, h, torch.nan_to_num(y), var, hidden, joint, g,
+                                     ~torch.isfinite(y))
             if spectrum_trains:
                 losses["spectrum"] = spectrum_loss(net, context, context_sigmas,
                                                    values[idx], sigmas[idx])

@@ -7,7 +7,7 @@ import torch
 
 from probstar.model import MARGINAL_HEADS, ModelConfig, ProbStarNet, make_head
 from probstar.posterior import Posterior
-from probstar.train import joint_subsets
+from probstar.train import _draw, head_losses, joint_subsets
 
 TINY = ModelConfig(dim=16, heads=2, components=3)
 
@@ -174,3 +174,28 @@ def test_sync_free_spline_equals_nflows(inverse):
                                       inverse=not inverse, bound=5.0)
     torch.testing.assert_close(there[0], x.detach(), atol=1e-3, rtol=0)  # a bijection
     torch.testing.assert_close(there[1], -ours[1].detach(), atol=1e-3, rtol=0)
+
+
+def test_mixture_draws_for_missing_labels_follow_the_mixture():
+    net = ProbStarNet(TINY)
+    h = torch.randn(1, 2, 16).expand(40000, 2, 16)
+    draws = _draw(net.outputs["mixture"], h, torch.Generator().manual_seed(0))
+    pdf = net.outputs["mixture"](h[:1])
+    assert draws.shape == (40000, 2)
+    se = pdf.stddev[0] / 200
+    assert torch.all((draws.mean(0) - pdf.mean[0]).abs() < 4 * se)
+    assert torch.allclose(draws.std(0), pdf.stddev[0], rtol=0.03)
+
+
+def test_flow_loss_scores_missing_labels_as_mixture_draws():
+    """A star with no label of the joint names still trains the flow (on draws from the
+    mixture); the 1-D heads score only the labels that exist."""
+    net = ProbStarNet(TINY)
+    h, y, var = torch.randn(8, 3, 16), torch.zeros(8, 3), torch.zeros(8, 3)
+    none = torch.zeros(8, 3, dtype=torch.bool)
+    joint = torch.arange(3)
+    plain = head_losses(net, h, y, var, none, joint, torch.Generator().manual_seed(0))
+    imputed = head_losses(net, h, y, var, none, joint, torch.Generator().manual_seed(0),
+                          missing=~none)
+    assert plain["flow"] == 0 and imputed["flow"] != 0 and torch.isfinite(imputed["flow"])
+    assert imputed["mixture"] == plain["mixture"] == 0

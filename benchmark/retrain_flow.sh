@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The shipped flow head, retrained from its identity start on the shipped network with
+# every other weight fixed (so every other answer stays as it is), labels the data lacks
+# scored as draws from the mixture's answer (probstar/train.py, head_losses;
+# benchmark/NOTES.md, "Stars without [Fe/H] in the flow"). The recipe of the flow stage
+# of finetune_pdf_heads.sh; the epoch with the best joint log density on the validation
+# split is kept (OUT/best). That folder then takes the shipped model's recalibration maps
+# (fitted on the mixture's answers), spectrum widths and likelihood temperature (the
+# spectrum head's): the weights they belong to are checked to be bit-identical.
+# Usage: bash benchmark/retrain_flow.sh OUT_FOLDER   (~45 min on 2 cores)
+#        cp OUT_FOLDER/best/* probstar/models/default/   (to ship it)
+set -euo pipefail
+out=${1:-runs/flow_impute}
+shipped=probstar/models/default
+probstar train --preset gpu --epochs 20 --output "$out" \
+  --set init_from=$shipped reinit=outputs.flow train_only=outputs.flow spectrum_layers=2 \
+  p_labels_only=0.6 lr=5e-4 labels_only_max=2 label_errors=true batch_size=512 \
+  checkpoint_every=1 device=cpu threads=2
+python - "$shipped" "$out/best" <<'EOF'
+import json
+import sys
+
+import torch
+from safetensors.torch import load_file
+
+from probstar.checkpoint import update_config
+
+shipped, new = sys.argv[1:]
+old_w, new_w = load_file(f"{shipped}/model.safetensors"), load_file(f"{new}/model.safetensors")
+assert old_w.keys() == new_w.keys()
+same = [k for k in old_w if not k.startswith("outputs.flow.")]
+assert all(torch.equal(old_w[k], new_w[k]) for k in same), "a weight besides the flow moved"
+config = json.load(open(f"{shipped}/config.json"))
+update_config(new, **{k: config[k] for k in
+                      ("recalibration", "spectrum_widths", "likelihood_temperature")})
+print(f"{new}: flow retrained, {len(same)} other tensors identical to {shipped}")
+EOF
