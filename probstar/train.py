@@ -347,7 +347,8 @@ def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.T
             losses[name] = (nll * hidden).sum() / hidden.sum().clamp(min=1)
             continue
         eligible = hidden
-        if missing is not None and missing.any():
+        if missing is not None and missing.any():  # (no draw, no change to the generator's
+            # stream, where every label exists: a simulated population)
             y = torch.where(missing, _draw(net.outputs[head.base_head], h, g), y)
             eligible = hidden | missing
         total, dims = h.new_zeros(()), 0

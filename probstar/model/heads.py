@@ -202,6 +202,8 @@ class FlowHead(nn.Module):
     vocabulary order and the flow for d is conditioned on an embedding of the
     concatenated decoder features of those d names, so the context says which names
     they are and what is known of the star; any subset of the joint names can be asked.
+    Training scores a label a star lacks as a draw from the mixture's answer (see
+    ``probstar.train.head_losses``), so every flow sees every kind of star.
     Layers: a masked affine autoregressive transform (linear dependence), a reversal,
     and a rational-quadratic spline autoregressive transform (non-linear dependence),
     both in inverse-autoregressive orientation so that sampling is one pass per layer;
