@@ -7,7 +7,7 @@
 # split is kept (OUT/best). That folder then takes the shipped model's recalibration maps
 # (fitted on the mixture's answers), spectrum widths and likelihood temperature (the
 # spectrum head's): the weights they belong to are checked to be bit-identical.
-# Usage: bash benchmark/retrain_flow.sh OUT_FOLDER   (~45 min on 2 cores)
+# Usage: bash benchmark/retrain_flow.sh OUT_FOLDER   (~30 min on 2 cores)
 #        cp OUT_FOLDER/best/* probstar/models/default/   (to ship it)
 set -euo pipefail
 out=${1:-runs/flow_impute}
