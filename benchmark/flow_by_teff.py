@@ -4,8 +4,10 @@
 
 Robust scatter of the median and the fraction of labels inside the central 68%
 interval, for teff and logg, from XP + colours, per APOGEE Teff bin. This is how the
-flow's trouble with hot stars (Teff > 6500 K, normalised Teff far outside the range of
-the rest) was found (benchmark/NOTES.md, "Flow on the mixture").
+flow's trouble with hot stars (Teff > 6500 K) was found (benchmark/NOTES.md, "Flow on
+the mixture"). A second table asks the hot stars' logg alone and together with other
+names: which of the flows (one per number of names) was wrong there ("Stars without
+[Fe/H] in the flow").
 """
 
 from __future__ import annotations
@@ -20,6 +22,18 @@ from probstar.evaluate import INPUT_SETS, robust_scatter
 from probstar.query import load_model
 
 BINS = ((0, 3500), (3500, 4500), (4500, 5500), (5500, 6500), (6500, 1e5))
+HOT = 6500  # K
+REQUESTS = (["logg"], ["teff", "logg"], ["logg", "fe_h"], ["teff", "logg", "fe_h"])
+
+
+def logg_scores(model, inputs, truth: np.ndarray, request: list[str], head: str) -> str:
+    """Robust scatter of the logg median and the 68% interval's coverage, as a row."""
+    post = model.posterior(inputs, request, head=head)
+    j = post.names.index("logg")
+    med, q16, q84 = (a[:, j] for a in (post.median(), post.quantile(0.16),
+                                        post.quantile(0.84)))
+    inside = np.mean((truth >= q16) & (truth <= q84))
+    return f"| {head} | {', '.join(request)} | {robust_scatter(truth, med):.3f} | {inside:.2f} |"
 
 
 def main() -> None:
@@ -47,6 +61,13 @@ def main() -> None:
             print(f"| {lo:.0f}-{hi:.0f} | {s.sum()} | {head} | "
                   f"{robust_scatter(teff[s], med[s, 0]):.1f} | {inside[0]:.2f} | "
                   f"{robust_scatter(logg[s], med[s, 1]):.3f} | {inside[1]:.2f} |")
+    hot = np.flatnonzero(teff >= HOT)
+    print(f"\nStars hotter than {HOT} K ({hot.size}), logg asked alone and with others:\n")
+    print("| head | request | logg scatter | logg c68 |\n|---|---|---|---|")
+    hot_inputs = stars.select(hot).only(INPUT_SETS["xp+colours"])
+    print(logg_scores(model, hot_inputs, logg[hot], ["logg"], "mixture"))
+    for request in REQUESTS:
+        print(logg_scores(model, hot_inputs, logg[hot], request, "flow"))
 
 
 if __name__ == "__main__":
