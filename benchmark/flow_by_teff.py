@@ -26,14 +26,23 @@ HOT = 6500  # K
 REQUESTS = (["logg"], ["teff", "logg"], ["logg", "fe_h"], ["teff", "logg", "fe_h"])
 
 
-def logg_scores(model, inputs, truth: np.ndarray, request: list[str], head: str) -> str:
-    """Robust scatter of the logg median and the 68% interval's coverage, as a row."""
+def summaries(post) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median and central 68% interval (16%, 84% quantiles) of each name, per star."""
+    return post.median(), post.quantile(0.16), post.quantile(0.84)
+
+
+def scores(truth: np.ndarray, med: np.ndarray, q16: np.ndarray, q84: np.ndarray
+           ) -> tuple[float, float]:
+    """Robust scatter of the median and the fraction of truths inside the interval."""
+    return robust_scatter(truth, med), float(np.mean((truth >= q16) & (truth <= q84)))
+
+
+def logg_row(model, inputs, truth: np.ndarray, request: list[str], head: str) -> str:
+    """The logg answer of ``head`` to ``request``, scored, as a table row."""
     post = model.posterior(inputs, request, head=head)
     j = post.names.index("logg")
-    med, q16, q84 = (a[:, j] for a in (post.median(), post.quantile(0.16),
-                                        post.quantile(0.84)))
-    inside = np.mean((truth >= q16) & (truth <= q84))
-    return f"| {head} | {', '.join(request)} | {robust_scatter(truth, med):.3f} | {inside:.2f} |"
+    scatter, inside = scores(truth, *(a[:, j] for a in summaries(post)))
+    return f"| {head} | {', '.join(request)} | {scatter:.3f} | {inside:.2f} |"
 
 
 def main() -> None:
@@ -51,23 +60,21 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     answers = {}
     for head in ("mixture", "flow"):
-        post = model.posterior(inputs, ["teff", "logg", "fe_h"], head=head)
-        answers[head] = post.median(), post.quantile(0.16), post.quantile(0.84)
+        answers[head] = summaries(model.posterior(inputs, ["teff", "logg", "fe_h"], head=head))
     for lo, hi in BINS:
         s = (teff >= lo) & (teff < hi)
-        for head, (med, q16, q84) in answers.items():
-            inside = [np.mean((y[s] >= q16[s, j]) & (y[s] <= q84[s, j]))
-                      for j, y in enumerate((teff, logg))]
-            print(f"| {lo:.0f}-{hi:.0f} | {s.sum()} | {head} | "
-                  f"{robust_scatter(teff[s], med[s, 0]):.1f} | {inside[0]:.2f} | "
-                  f"{robust_scatter(logg[s], med[s, 1]):.3f} | {inside[1]:.2f} |")
+        for head, answer in answers.items():
+            (t_scatter, t_in), (g_scatter, g_in) = (
+                scores(y[s], *(a[s, j] for a in answer)) for j, y in enumerate((teff, logg)))
+            print(f"| {lo:.0f}-{hi:.0f} | {s.sum()} | {head} | {t_scatter:.1f} | {t_in:.2f} | "
+                  f"{g_scatter:.3f} | {g_in:.2f} |")
     hot = np.flatnonzero(teff >= HOT)
     print(f"\nStars hotter than {HOT} K ({hot.size}), logg asked alone and with others:\n")
     print("| head | request | logg scatter | logg c68 |\n|---|---|---|---|")
     hot_inputs = stars.select(hot).only(INPUT_SETS["xp+colours"])
-    print(logg_scores(model, hot_inputs, logg[hot], ["logg"], "mixture"))
+    print(logg_row(model, hot_inputs, logg[hot], ["logg"], "mixture"))
     for request in REQUESTS:
-        print(logg_scores(model, hot_inputs, logg[hot], request, "flow"))
+        print(logg_row(model, hot_inputs, logg[hot], request, "flow"))
 
 
 if __name__ == "__main__":

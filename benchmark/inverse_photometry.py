@@ -42,7 +42,7 @@ from probstar.vocab import index_of
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "validation"))
-from inverse import coverage68, summarise  # noqa: E402  (validation/inverse.py)
+from inverse import _read_cache, coverage68, summarise  # noqa: E402  (validation/inverse.py)
 
 COLOURS = ("j_h", "j_k")
 SETTINGS = ("spectrum", "spectrum + j_h, j_k")
@@ -119,14 +119,9 @@ def main() -> None:
     stars = chosen_stars(args.stars)
     xp, cols = index_of("xp"), index_of(list(PARAMETERS))
     keys = {k: getattr(args, k) for k in ("walkers", "steps", "burn")}
-    done: dict[tuple[int, str], dict] = {}
+    done = {(i, s): row for s in SETTINGS
+            for i, row in _read_cache(args.cache, {**keys, "setting": s}).items()}
     cache = Path(args.cache)
-    if cache.exists():
-        for line in cache.read_text().splitlines():
-            row = json.loads(line)
-            if all(row[k] == v for k, v in keys.items()):
-                done[row["star"], row["setting"]] = {k: np.asarray(v) for k, v in row.items()
-                                                     if k not in ("star", "setting", *keys)}
     jobs = [(i, s, stars.values[i, xp], stars.errors[i, xp],
              stars.values[i, index_of(list(COLOURS))]) for i in range(len(stars))
             for s in SETTINGS if (i, s) not in done]

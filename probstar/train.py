@@ -346,16 +346,16 @@ def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.T
             nll = head.loss(h, y, var)
             losses[name] = (nll * hidden).sum() / hidden.sum().clamp(min=1)
             continue
-        eligible = hidden
+        scored, eligible = y, hidden
         if missing is not None and missing.any():  # (no draw, no change to the generator's
             # stream, where every label exists: a simulated population)
-            y = torch.where(missing, _draw(net.outputs[head.base_head], h, g), y)
+            scored = torch.where(missing, _draw(net.outputs[head.base_head], h, g), y)
             eligible = hidden | missing
         total, dims = h.new_zeros(()), 0
         for rows, cols in joint_subsets(eligible[:, joint], head.max_dims, g):
             cols = joint[cols]
             joint_pdf = net.distribution(name, h[rows[:, None], cols])
-            total = total - joint_pdf.log_prob(y[rows[:, None], cols]).sum()
+            total = total - joint_pdf.log_prob(scored[rows[:, None], cols]).sum()
             dims += cols.numel()
         losses[name] = total / max(dims, 1)
     return losses
@@ -406,7 +406,7 @@ def _scored_head(net: ProbStarNet) -> str | None:
     parts = {name.split(".")[1] if name.startswith("outputs.") else name
              for name, p in net.named_parameters()
              if p.requires_grad and not name.startswith("spectrum.")}
-    return parts.pop() if len(parts) == 1 and next(iter(parts)) in net.outputs else None
+    return next(iter(parts)) if len(parts) == 1 and parts <= set(net.outputs) else None
 
 
 def _prefixes(names: str) -> tuple[str, ...]:
