@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from probstar.checkpoint import CheckpointError, load_checkpoint
 from probstar.model import ModelConfig, ProbStarNet
 from probstar.model.network import N_SCALARS
-from probstar.train import PRESETS, TrainConfig, _init_from, _scored_head, sample_context, \
-    train
+from probstar.train import PRESETS, TrainConfig, WeightAverage, _init_from, _scored_head, \
+    sample_context, train
 from probstar.vocab import NAMES, index_of
 
 SMALL = ModelConfig(dim=32, heads=2, encoder_layers=1, decoder_layers=1, region_hidden=16)
@@ -147,9 +147,11 @@ def test_weights_from_another_architecture(tiny_run, tmp_path):
         load_checkpoint(folder)
 
 
-def test_resume_continues_exactly(train_stars, test_stars, tmp_path):
-    """Training 2 epochs at once equals 1 epoch, an interruption, and a resume."""
-    cfg = replace(PRESETS["smoke"], epochs=2, batch_size=200)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_continues_exactly(train_stars, test_stars, tmp_path, ema):
+    """Training 2 epochs at once equals 1 epoch, an interruption, and a resume (with a
+    weight average too: it travels in the training state)."""
+    cfg = replace(PRESETS["smoke"], epochs=2, batch_size=200, ema=ema)
     stars, val = train_stars.select(slice(0, 400)), test_stars.select(slice(0, 50))
     train(cfg, stars, val, tmp_path / "straight", progress=False)
     # an interrupted run: same config, stopped after epoch 1 (simulated by a 1-epoch
@@ -162,6 +164,40 @@ def test_resume_continues_exactly(train_stars, test_stars, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
+def test_weight_average_is_the_moving_average():
+    """The averaged weights follow w <- d w + (1 - d) p with the ramped decay d, are in
+    the network only inside ``applied``, and leave frozen weights out."""
+    net = torch.nn.Linear(1, 1)
+    net.bias.requires_grad_(False)
+    average = WeightAverage(net, decay=0.5)
+    expected = net.weight.item()
+    for t, value in enumerate([1.0, 2.0, 3.0, 4.0], start=1):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        average.update()
+        d = min(0.5, (1 + t) / (10 + t))
+        expected = d * expected + (1 - d) * value
+    with average.applied():
+        assert net.weight.item() == pytest.approx(expected, rel=1e-6)
+    assert net.weight.item() == 4.0
+    assert list(average.shadow) == ["weight"]
+    assert WeightAverage(net, decay=0.0).shadow == {}
+
+
+def test_ema_run_saves_the_average(train_stars, test_stars, tmp_path):
+    """With ``ema`` the saved model is the average, not the last raw weights."""
+    cfg = replace(PRESETS["smoke"], epochs=1, batch_size=200, ema=0.9)
+    run = train(cfg, train_stars.select(slice(0, 400)), test_stars.select(slice(0, 50)),
+                tmp_path / "run", progress=False)
+    saved = load_file(str(run / "model.safetensors"))
+    state = torch.load(run / "train_state.pt", weights_only=True)
+    shadow = state["average"]["shadow"]
+    assert shadow and set(shadow) <= set(saved)  # every weight trains in the smoke preset
+    for k, v in shadow.items():
+        torch.testing.assert_close(saved[k], v, rtol=0, atol=0)
+    assert any(not torch.equal(v, state["model"][k]) for k, v in shadow.items())
+
+
 def test_refuses_to_overwrite_a_run(tiny_run, train_stars, test_stars):
     with pytest.raises(FileExistsError, match="--resume"):
         train(PRESETS["smoke"], train_stars, test_stars, tiny_run, progress=False)
@@ -172,6 +208,8 @@ def test_train_config_validation():
         TrainConfig(p_full_spectrum=1.5)
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="ema"):
+        TrainConfig(ema=1.0)
     with pytest.raises(ValueError, match="label_error_min"):
         TrainConfig(label_error_min=0.0)
     with pytest.raises(ValueError, match="few_scalars_max"):
