@@ -16,7 +16,7 @@ from .vocab import XP_NAMES, index_of
 
 MAD_TO_STD = 1.482602218505602  # 1 / Phi^-1(3/4), as astropy.stats.mad_std
 
-__all__ = ["robust_scatter", "median_bias", "predicted_medians", "answer_scores",
+__all__ = ["robust_scatter", "scatter_ratio", "median_bias", "predicted_medians", "answer_scores",
            "accuracy_rows", "INPUT_SETS", "format_table", "joint_log_density"]
 
 #: Named input sets for reduced-input evaluations.
@@ -33,6 +33,23 @@ def robust_scatter(truth: np.ndarray, pred: np.ndarray) -> float:
     d = np.asarray(pred, float) - np.asarray(truth, float)
     d = d[np.isfinite(d)]
     return float(MAD_TO_STD * np.median(np.abs(d - np.median(d)))) if d.size else float("nan")
+
+
+def scatter_ratio(truth: np.ndarray, pred: np.ndarray, reference: np.ndarray,
+                  n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Robust scatter of ``pred`` over that of ``reference`` (same stars), and its 95%
+    paired-bootstrap interval: both resampled with the same stars, so that what the two
+    share (a hard star is hard for both) cancels. Below 1: ``pred`` is more accurate."""
+    d = np.stack([np.asarray(pred, float) - truth, np.asarray(reference, float) - truth])
+    d = d[:, np.isfinite(d).all(0)]
+    idx = np.random.default_rng(seed).integers(0, d.shape[1], (n_boot, d.shape[1]))
+
+    def mad(x):  # (..., n) -> (...)
+        return np.median(np.abs(x - np.median(x, -1, keepdims=True)), -1)
+
+    ratios = mad(d[0][idx]) / mad(d[1][idx])
+    lo, hi = np.quantile(ratios, [0.025, 0.975])
+    return float(mad(d[0]) / mad(d[1])), float(lo), float(hi)
 
 
 def median_bias(truth: np.ndarray, pred: np.ndarray) -> float:

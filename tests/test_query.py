@@ -156,6 +156,20 @@ def test_robust_scatter_is_astropy_mad_std():
     assert robust_scatter(np.zeros_like(x), x) == pytest.approx(mad_std(x), rel=1e-6)
 
 
+def test_scatter_ratio_and_its_interval():
+    """Half the errors give a ratio of 0.5, and the paired interval holds it tightly; two
+    independent predictions of equal quality give an interval around 1."""
+    from probstar.evaluate import scatter_ratio
+
+    rng = np.random.default_rng(1)
+    truth, err = rng.normal(size=2000), rng.normal(size=2000)
+    ratio, lo, hi = scatter_ratio(truth, truth + 0.5 * err, truth + err, n_boot=500)
+    assert ratio == pytest.approx(0.5) and lo == pytest.approx(0.5) == hi
+    ratio, lo, hi = scatter_ratio(truth, truth + err, truth + rng.normal(size=2000),
+                                  n_boot=500)
+    assert lo < ratio < hi and lo < 1 < hi and hi - lo < 0.2
+
+
 def test_requested_and_ignored_names_are_not_inputs(model, test_stars):
     """A library table with its labels present answers from the observables alone."""
     stars = test_stars.select(slice(0, 30))
