@@ -3,19 +3,21 @@
 # every other weight fixed (so every other answer stays as it is), labels the data lacks
 # scored as draws from the mixture's answer (probstar/train.py, head_losses;
 # benchmark/NOTES.md, "Stars without [Fe/H] in the flow"). The recipe of the flow stage
-# of finetune_pdf_heads.sh; the epoch with the best joint log density on the validation
-# split is kept (OUT/best). That folder then takes the shipped model's recalibration maps
-# (fitted on the mixture's answers), spectrum widths and likelihood temperature (the
-# spectrum head's): the weights they belong to are checked to be bit-identical.
-# Usage: bash benchmark/retrain_flow.sh OUT_FOLDER   (~30 min on 2 cores)
+# of finetune_pdf_heads.sh, the weights scored and saved being a moving average of the
+# trained ones over ~3 epochs (ema=0.995; benchmark/NOTES.md, "Averaged flow weights");
+# the epoch with the best joint log density on the validation split is kept (OUT/best).
+# That folder then takes the shipped model's recalibration maps (fitted on the mixture's
+# answers), spectrum widths and likelihood temperature (the spectrum head's): the weights
+# they belong to are checked to be bit-identical.
+# Usage: bash benchmark/retrain_flow.sh OUT_FOLDER   (~30 min on 2 cores; deterministic)
 #        cp OUT_FOLDER/best/* probstar/models/default/   (to ship it)
 set -euo pipefail
-out=${1:-runs/flow_impute}
+out=${1:-runs/flow_ema}
 shipped=probstar/models/default
 probstar train --preset gpu --epochs 20 --output "$out" \
   --set init_from=$shipped reinit=outputs.flow train_only=outputs.flow spectrum_layers=2 \
   p_labels_only=0.6 lr=5e-4 labels_only_max=2 label_errors=true batch_size=512 \
-  checkpoint_every=1 device=cpu threads=2
+  checkpoint_every=1 device=cpu threads=2 ema=0.995
 python - "$shipped" "$out/best" <<'EOF'
 import json
 import sys
