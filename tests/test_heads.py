@@ -135,6 +135,18 @@ def test_joint_posterior_summaries_are_seeded_and_consistent():
         post.log_prob(np.full((3, 2), np.nan))
 
 
+def test_one_name_flow_density_is_exact():
+    """A flow answer over one name is its own marginal: its density is the flow's
+    log_prob (not a kernel estimate), normalised, and its modes' weights sum to 1."""
+    _, dist = _flow(torch.randn(3, 1, 16))
+    post = Posterior(dist, ["logg"], torch.tensor([3.0]), torch.tensor([1.0]))
+    x = post.grid("logg")
+    exact = np.exp(post.log_prob(x.T[..., None])).T
+    np.testing.assert_allclose(post.pdf("logg", x), exact, rtol=1e-6)
+    assert abs(np.trapezoid(exact, x, axis=1) - 1).max() < 2e-3
+    assert sum(w for _, w in post.modes("logg")[0]) == pytest.approx(1, abs=1e-6)
+
+
 def test_joint_subsets_draw_from_eligible_columns_only():
     g = torch.Generator().manual_seed(0)
     eligible = torch.rand(500, 4, generator=g) < 0.6
