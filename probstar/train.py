@@ -42,8 +42,8 @@ also scores every hidden observed pixel (``SpectrumHead.loss``, flux noise convo
 in; a trunk frozen with ``train_only="spectrum"`` trains that head alone). AdamW,
 linear warm-up then cosine decay; with ``ema`` the weights evaluated and saved are an
 exponential moving average of the trained ones (the optimizer steps the raw weights).
-``init_from`` starts from the weights (those whose
-names and shapes match) and the normalisation of a trained model: fine-tuning. Every
+``init_from`` starts from the weights (those whose names and shapes match) and the
+normalisation of a trained model: fine-tuning. Every
 ``checkpoint_every`` epochs the run folder gets, each file written atomically: the model
 (safetensors + config JSON), the best-on-validation model in ``best/``, the learning
 curve, and ``train_state.pt`` (weights, optimizer and RNG state of the same epoch, loaded
@@ -56,12 +56,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from .checkpoint import CONFIG, load_checkpoint, load_train_state, read_checkpoint, \
@@ -74,7 +74,7 @@ from .model.spectrum import SpectrumHead
 from .vocab import LABEL_NAMES, NAMES, Normalization, index_of
 
 __all__ = ["TrainConfig", "PRESETS", "train", "sample_context", "joint_subsets", "head_losses",
-           "WeightAverage"]
+           "moving_average"]
 
 CHUNK = 7  # pixels per masking chunk (343 = 49 x 7)
 LABELS = index_of(LABEL_NAMES)  # vocabulary columns of teff, logg, fe_h, alpha_m
@@ -116,7 +116,7 @@ class TrainConfig:
     new_tokens: str = ""  # comma-separated names whose embedding rows alone train (a new
     # token added to a trained model: every other weight stays as it is)
     ema: float = 0.0  # decay per step of a moving average of the trained weights, which
-    # is what is evaluated and saved (0 = the raw weights); see WeightAverage
+    # is what is evaluated and saved (0 = the raw weights); see moving_average
     seed: int = 0
     checkpoint_every: int = 5  # epochs
     device: str = "auto"  # "cpu", "cuda" or "auto"
@@ -288,50 +288,22 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-class WeightAverage:
-    """An exponential moving average of a network's trained weights.
+def moving_average(net: torch.nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of ``net``'s weights (torch's ``AveragedModel``):
+    after update t, ``w <- d w + (1 - d) p`` with d = min(decay, (1 + t) / (10 + t)), so
+    that the start does not weigh on the average for long.
 
     The raw weights of the last steps wander around the optimum with the gradient noise
     (a flow's validation medians moved by ~1 K from one epoch to the next at the end of
-    a cosine schedule); their average sits nearer to it. The decay ramps up as
-    (1 + t) / (10 + t) over the first updates, so that the start does not weigh on the
-    average for long. ``decay = 0`` keeps the raw weights (no copy, no change).
+    a cosine schedule); their average sits nearer to it.
     """
+    def ramped(averaged: list, current: list, updates: torch.Tensor) -> None:
+        t = int(updates)
+        torch._foreach_lerp_(averaged, current, 1 - min(decay, (1 + t) / (10 + t)))
 
-    def __init__(self, net: torch.nn.Module, decay: float) -> None:
-        self.decay, self.updates = decay, 0
-        self.params = {n: p for n, p in net.named_parameters() if p.requires_grad and decay}
-        self.shadow = {n: p.detach().clone() for n, p in self.params.items()}
-
-    def update(self) -> None:
-        """Fold the current weights in (after each optimizer step)."""
-        self.updates += 1
-        weight = 1 - min(self.decay, (1 + self.updates) / (10 + self.updates))
-        with torch.no_grad():
-            for n, p in self.params.items():
-                self.shadow[n].lerp_(p.detach(), weight)
-
-    @contextmanager
-    def applied(self):
-        """The averaged weights in the network for the duration (evaluation, saving)."""
-        raw = {n: p.detach().clone() for n, p in self.params.items()}
-        with torch.no_grad():
-            for n, p in self.params.items():
-                p.copy_(self.shadow[n])
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for n, p in self.params.items():
-                    p.copy_(raw[n])
-
-    def state_dict(self) -> dict:
-        return {"updates": self.updates, "shadow": self.shadow}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.updates = int(state["updates"])
-        for n, t in state["shadow"].items():
-            self.shadow[n].copy_(t)
+    average = AveragedModel(net, multi_avg_fn=ramped)
+    average.update_parameters(net)  # the start: a copy
+    return average
 
 
 def _lr_factor(step: int, total: int, warmup: float) -> float:
@@ -557,13 +529,13 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=0.0 if tune_new else cfg.weight_decay)  # (decay
     # would shrink the frozen rows of a partly trained embedding)
-    average = WeightAverage(net, cfg.ema)
+    average = moving_average(net, cfg.ema) if cfg.ema else None
     g = torch.Generator(device=device)
     g.manual_seed(cfg.seed)
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         g.set_state(state["generator"].cpu())
-        if cfg.ema:
+        if average is not None:
             average.load_state_dict(state["average"])
     n = values.shape[0]
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -602,7 +574,8 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
             torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad],
                                            1.0)
             opt.step()
-            average.update()
+            if average is not None:
+                average.update_parameters(net)
             seen += idx.numel()
             bar.update(1)
             if i % 10 == 0:
@@ -610,29 +583,30 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
                                 stars_s=f"{seen / (time.perf_counter() - t0):.0f}")
         elapsed = time.perf_counter() - t0
         if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == end_epoch:
-            with average.applied():  # what is scored and saved
-                net.eval()
-                model = Model(net, norm, meta)
-                scores = model.scores(val_obs, head=scored_head)
-                if scored_head == "flow":  # medians cannot see what a joint head is for
-                    scores["joint_log_density"] = joint_log_density(model, val_obs, "flow")
-                if net.spectrum is not None:
-                    scores.update(model.spectrum_scores(val_obs))
-                record = {"epoch": epoch + 1, "train_loss": loss.item(),
-                          **{f"loss_{k}": v.item() for k, v in losses.items()},
-                          "epoch_seconds": elapsed,
-                          "stars_per_second": seen / elapsed, **scores}
-                with open(curve_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                bar.set_postfix(epoch=epoch + 1, **{k: f"{v:.3g}" for k, v in scores.items()})
-                save_checkpoint(run_dir, net, norm, epoch=epoch + 1, **meta)
-                quality = _quality(scores, norm, scalars_train, spectrum_trains)
-                if quality < best:  # the best validation checkpoint is the one to ship
-                    best = quality
-                    save_checkpoint(run_dir / "best", net, norm, epoch=epoch + 1, **meta)
+            scored = net if average is None else average.module  # what is scored and saved
+            scored.eval()
+            model = Model(scored, norm, meta)
+            scores = model.scores(val_obs, head=scored_head)
+            if scored_head == "flow":  # medians cannot see what a joint head is for
+                scores["joint_log_density"] = joint_log_density(model, val_obs, "flow")
+            if net.spectrum is not None:
+                scores.update(model.spectrum_scores(val_obs))
+            record = {"epoch": epoch + 1, "train_loss": loss.item(),
+                      **{f"loss_{k}": v.item() for k, v in losses.items()},
+                      "epoch_seconds": elapsed,
+                      "stars_per_second": seen / elapsed, **scores}
+            with open(curve_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            bar.set_postfix(epoch=epoch + 1, **{k: f"{v:.3g}" for k, v in scores.items()})
+            save_checkpoint(run_dir, scored, norm, epoch=epoch + 1, **meta)
+            quality = _quality(scores, norm, scalars_train, spectrum_trains)
+            if quality < best:  # the best validation checkpoint is the one to ship
+                best = quality
+                save_checkpoint(run_dir / "best", scored, norm, epoch=epoch + 1, **meta)
             save_train_state(state_path, {"epoch": epoch + 1, "model": net.state_dict(),
                                           "optimizer": opt.state_dict(),
                                           "generator": g.get_state(), "best": best,
-                                          "average": average.state_dict()})
+                                          "average": {} if average is None
+                                          else average.state_dict()})
     bar.close()
     return run_dir

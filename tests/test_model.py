@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from probstar.checkpoint import CheckpointError, load_checkpoint
 from probstar.model import ModelConfig, ProbStarNet
 from probstar.model.network import N_SCALARS
-from probstar.train import PRESETS, TrainConfig, WeightAverage, _init_from, _scored_head, \
+from probstar.train import PRESETS, TrainConfig, _init_from, _scored_head, moving_average, \
     sample_context, train
 from probstar.vocab import NAMES, index_of
 
@@ -164,24 +164,19 @@ def test_resume_continues_exactly(train_stars, test_stars, tmp_path, ema):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
-def test_weight_average_is_the_moving_average():
-    """The averaged weights follow w <- d w + (1 - d) p with the ramped decay d, are in
-    the network only inside ``applied``, and leave frozen weights out."""
+def test_moving_average_ramps_its_decay():
+    """The averaged weights follow w <- d w + (1 - d) p with the ramped decay d."""
     net = torch.nn.Linear(1, 1)
-    net.bias.requires_grad_(False)
-    average = WeightAverage(net, decay=0.5)
+    average = moving_average(net, decay=0.5)
     expected = net.weight.item()
     for t, value in enumerate([1.0, 2.0, 3.0, 4.0], start=1):
         with torch.no_grad():
             net.weight.fill_(value)
-        average.update()
+        average.update_parameters(net)
         d = min(0.5, (1 + t) / (10 + t))
         expected = d * expected + (1 - d) * value
-    with average.applied():
-        assert net.weight.item() == pytest.approx(expected, rel=1e-6)
+    assert average.module.weight.item() == pytest.approx(expected, rel=1e-6)
     assert net.weight.item() == 4.0
-    assert list(average.shadow) == ["weight"]
-    assert WeightAverage(net, decay=0.0).shadow == {}
 
 
 def test_ema_run_saves_the_average(train_stars, test_stars, tmp_path):
@@ -191,11 +186,12 @@ def test_ema_run_saves_the_average(train_stars, test_stars, tmp_path):
                 tmp_path / "run", progress=False)
     saved = load_file(str(run / "model.safetensors"))
     state = torch.load(run / "train_state.pt", weights_only=True)
-    shadow = state["average"]["shadow"]
-    assert shadow and set(shadow) <= set(saved)  # every weight trains in the smoke preset
-    for k, v in shadow.items():
-        torch.testing.assert_close(saved[k], v, rtol=0, atol=0)
-    assert any(not torch.equal(v, state["model"][k]) for k, v in shadow.items())
+    average = {k.removeprefix("module."): v for k, v in state["average"].items()
+               if k.startswith("module.")}
+    assert set(saved) == set(average)
+    for k, v in saved.items():
+        torch.testing.assert_close(v, average[k], rtol=0, atol=0)
+    assert any(not torch.equal(v, state["model"][k]) for k, v in saved.items())
 
 
 def test_refuses_to_overwrite_a_run(tiny_run, train_stars, test_stars):
