@@ -43,12 +43,11 @@ in; a trunk frozen with ``train_only="spectrum"`` trains that head alone). AdamW
 linear warm-up then cosine decay; with ``ema`` the weights evaluated and saved are an
 exponential moving average of the trained ones (the optimizer steps the raw weights).
 ``init_from`` starts from the weights (those whose names and shapes match) and the
-normalisation of a trained model: fine-tuning. Every
-``checkpoint_every`` epochs the run folder gets, each file written atomically: the model
-(safetensors + config JSON), the best-on-validation model in ``best/``, the learning
-curve, and ``train_state.pt`` (weights, optimizer and RNG state of the same epoch, loaded
-with ``weights_only=True``), from which ``resume=True`` continues an interrupted run
-exactly.
+normalisation of a trained model: fine-tuning. Every ``checkpoint_every`` epochs the
+run folder gets, each file written atomically: the model (safetensors + config JSON),
+the best-on-validation model in ``best/``, the learning curve, and ``train_state.pt``
+(weights, optimizer and RNG state of the same epoch, loaded with ``weights_only=True``),
+from which ``resume=True`` continues an interrupted run exactly.
 """
 
 from __future__ import annotations
