@@ -28,11 +28,16 @@ INPUT_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _mad(d: np.ndarray) -> np.ndarray:
+    """Median absolute deviation along the last axis."""
+    return np.median(np.abs(d - np.median(d, -1, keepdims=True)), -1)
+
+
 def robust_scatter(truth: np.ndarray, pred: np.ndarray) -> float:
     """astropy mad_std of pred - truth (NaN pairs ignored), without needing astropy."""
     d = np.asarray(pred, float) - np.asarray(truth, float)
     d = d[np.isfinite(d)]
-    return float(MAD_TO_STD * np.median(np.abs(d - np.median(d)))) if d.size else float("nan")
+    return float(MAD_TO_STD * _mad(d)) if d.size else float("nan")
 
 
 def scatter_ratio(truth: np.ndarray, pred: np.ndarray, reference: np.ndarray,
@@ -43,13 +48,8 @@ def scatter_ratio(truth: np.ndarray, pred: np.ndarray, reference: np.ndarray,
     d = np.stack([np.asarray(pred, float) - truth, np.asarray(reference, float) - truth])
     d = d[:, np.isfinite(d).all(0)]
     idx = np.random.default_rng(seed).integers(0, d.shape[1], (n_boot, d.shape[1]))
-
-    def mad(x):  # (..., n) -> (...)
-        return np.median(np.abs(x - np.median(x, -1, keepdims=True)), -1)
-
-    ratios = mad(d[0][idx]) / mad(d[1][idx])
-    lo, hi = np.quantile(ratios, [0.025, 0.975])
-    return float(mad(d[0]) / mad(d[1])), float(lo), float(hi)
+    lo, hi = np.quantile(_mad(d[0][idx]) / _mad(d[1][idx]), [0.025, 0.975])
+    return float(_mad(d[0]) / _mad(d[1])), float(lo), float(hi)
 
 
 def median_bias(truth: np.ndarray, pred: np.ndarray) -> float:

@@ -222,7 +222,8 @@ def main() -> None:
 
     command = "python validation/simulation.py" + (" --train" if args.train else "") + \
         (" --from-stage " + " ".join(args.from_stage) if args.from_stage else "") + \
-        (f" --install {args.install}" if args.install else "")
+        (f" --install {args.install}" if args.install else "") + \
+        (f" --model {args.model}" if args.model != str(SHIPPED) else "")
     out = ["# Calibration against exact answers (simulated population)\n",
            f"`{command}` ({model}; {time.perf_counter() - t0:.0f} s on 2 threads)\n",
            f"## 1. Simulation-based calibration ({N_SBC} fresh stars, photometry + parallax, "
