@@ -10,7 +10,10 @@ for every target). The context recipe:
   contiguous window of chunks instead, the inpainting question);
 - each scalar is kept with a per-star probability u ~ U(0, 1) (so very short contexts,
   a single token included, are common), and with probability ``p_hide_labels`` all of
-  Teff, logg, [Fe/H], [alpha/M] are hidden (the main use: labels from observables);
+  Teff, logg, [Fe/H], [alpha/M] are hidden (the main use: labels from observables),
+  and with probability ``p_hide_magnitudes`` all six magnitudes are (the colours then
+  carry the photometry alone: a network that mostly sees colours beside the magnitudes
+  they come from reads them poorly without those, benchmark/NOTES.md);
 - with probability ``p_labels_only`` the context is a random subset of the labels and
   A_K only, no spectrum and no photometry ("given Teff = 4000 K, what is logg?"): each
   kept with the star's probability u, or (``labels_only_max``) 1 to that many of them;
@@ -79,6 +82,7 @@ CHUNK = 7  # pixels per masking chunk (343 = 49 x 7)
 LABELS = index_of(LABEL_NAMES)  # vocabulary columns of teff, logg, fe_h, alpha_m
 ENCODER_PARTS = ("scalars.", "regions.", "star", "encoder.", "ln_memory.")  # freeze_encoder
 PARAMETERS = LABELS + index_of(["ak"])  # what labels-only contexts show
+MAGNITUDES = index_of(["g", "bp", "rp", "j", "h", "k"])  # hidden together (p_hide_magnitudes)
 PARAMETER_MASK = torch.zeros(len(NAMES), dtype=torch.bool)
 PARAMETER_MASK[PARAMETERS] = True
 
@@ -97,6 +101,7 @@ class TrainConfig:
     p_no_spectrum: float = 0.15
     p_window: float = 0.0  # partial spectra shown as one contiguous window of chunks
     p_hide_labels: float = 0.5
+    p_hide_magnitudes: float = 0.0  # contexts with colours but none of the six magnitudes
     p_labels_only: float = 0.0
     labels_only_max: int = 0  # labels-only contexts show 1..this many parameters (0: each
     # parameter kept with the star's keep probability u)
@@ -126,7 +131,7 @@ class TrainConfig:
             if getattr(self, f) < 1:
                 raise ValueError(f"TrainConfig.{f} must be >= 1, got {getattr(self, f)}")
         for f in ("p_full_spectrum", "p_no_spectrum", "p_window", "p_hide_labels",
-                  "p_labels_only", "warmup"):
+                  "p_hide_magnitudes", "p_labels_only", "warmup"):
             if not 0 <= getattr(self, f) <= 1:
                 raise ValueError(f"TrainConfig.{f} must be a probability, got "
                                  f"{getattr(self, f)}")
@@ -222,6 +227,8 @@ def sample_context(values: torch.Tensor, sigmas: torch.Tensor, cfg: TrainConfig,
     keep_scalar = rand(b, N_SCALARS) < keep_prob
     hide = rand(b, 1) < cfg.p_hide_labels
     keep_scalar[:, LABELS] &= ~hide
+    if cfg.p_hide_magnitudes:  # (no extra draws otherwise: older recipes replay exactly)
+        keep_scalar[:, MAGNITUDES] &= ~(rand(b, 1) < cfg.p_hide_magnitudes)
     mode = rand(b, 1)
     chunk_keep = rand(b, N_PIXELS // CHUNK) < rand(b, 1)
     if cfg.p_window:  # (no extra draws otherwise: older recipes replay exactly)

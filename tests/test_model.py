@@ -111,6 +111,27 @@ def test_few_scalar_contexts_show_a_handful_of_any_scalars():
     assert photometry_and_label.float().mean() > 0.1  # e.g. Teff and a colour, alone
 
 
+def test_hidden_magnitudes_leave_the_colours():
+    """p_hide_magnitudes hides the six magnitudes together in that share of contexts (and
+    of those not hidden, the usual per-scalar share); the colours stay as they would."""
+    v, _ = random_batch(4000)
+    v = torch.nan_to_num(v, 0.0)
+    magnitudes, colours = index_of(["g", "bp", "rp", "j", "h", "k"]), index_of(["bp_rp", "j_k"])
+    shown = {p: torch.isfinite(sample_context(
+        v, torch.full_like(v, 0.1), replace(PRESETS["smoke"], p_hide_magnitudes=p),
+        torch.Generator().manual_seed(4))[0]) for p in (0.0, 0.5)}
+    no_magnitudes = {p: (~s[:, magnitudes].any(1)).float().mean().item()
+                     for p, s in shown.items()}
+    assert no_magnitudes[0.5] > 0.5 + 0.5 * no_magnitudes[0.0] - 0.04
+    colours_alone = {p: (~s[:, magnitudes].any(1) & s[:, colours].any(1)).float().mean().item()
+                     for p, s in shown.items()}
+    assert colours_alone[0.5] > 2 * colours_alone[0.0]
+    assert abs(shown[0.5][:, colours].float().mean() - shown[0.0][:, colours].float().mean()) \
+        < 0.03
+    with pytest.raises(ValueError, match="p_hide_magnitudes"):
+        replace(PRESETS["smoke"], p_hide_magnitudes=1.5)
+
+
 def test_checkpoint_round_trip(tiny_run):
     net, norm, meta = load_checkpoint(tiny_run)
     assert meta["epoch"] == 2 and meta["trained_names"][:3] == ["teff", "logg", "fe_h"]
@@ -274,6 +295,27 @@ def test_checkpoints_are_picked_on_the_head_that_trains():
     assert _scored_head(net) == "flow"
     net.outputs["mixture"].requires_grad_(True)
     assert _scored_head(net) is None
+
+
+def test_periodic_value_features_start_at_zero_and_then_resolve_values():
+    """A model with periodic value features answers as the one without (the features start
+    at zero), so a trained model can grow them; once they are non-zero, two values that
+    differ by 0.01 give tokens further apart than the plain embedding makes them."""
+    plain = ProbStarNet(SMALL).eval()
+    periodic = ProbStarNet(replace(SMALL, value_frequencies=8)).eval()
+    periodic.load_state_dict(plain.state_dict(), strict=False)
+    v, s = random_batch()
+    query = torch.tensor(index_of(["teff", "logg"]))
+    with torch.no_grad():
+        torch.testing.assert_close(periodic(v, s, query), plain(v, s, query))
+        periodic.scalars.periodic.normal_()
+        close = torch.tensor([[0.5, 0.0, 0.0], [0.51, 0.0, 0.0]]).unsqueeze(1)
+        gap = {name: (net.scalars(close.expand(-1, N_SCALARS, -1))[0] -
+                      net.scalars(close.expand(-1, N_SCALARS, -1))[1]).norm()
+               for name, net in (("plain", plain), ("periodic", periodic))}
+    assert gap["periodic"] > 2 * gap["plain"]
+    with pytest.raises(ValueError, match="value_frequencies"):
+        ModelConfig(value_frequencies=-1)
 
 
 def test_tied_queries_follow_the_input_embedding():
