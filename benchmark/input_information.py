@@ -1,6 +1,7 @@
 """What does each input add to a giant / dwarf question? The models against exact answers.
 
-    python benchmark/input_information.py   # writes benchmark/input_information.md (~5 min)
+    python benchmark/input_information.py   # writes benchmark/input_information.md (~9 min)
+    python benchmark/input_information.py --sim-model A B --output F  # other simulated models
 
 Asked for logg from Teff alone, then from Teff with colours, magnitudes or parallax, a
 model should get sharper with every input that carries information. Scored per input
@@ -13,11 +14,11 @@ between the model and the exact answer is information the model leaves unused (T
 observed +- 30 K). That the information can be learnt from simulated stars, side by
 side: "XGBoost" rows, one classifier per input set trained on 500,000 other simulated
 stars (Teff observed +- 30 K too) for that set alone, score its dwarf probability (Brier
-only). Real stars: the shipped model on test-split stars (APOGEE Teff with its error,
-logg as the class). Only stars with every input of every set are scored.
-Recalibrated mixture answers, 1,000 draws. The model is asked as a table with those
-columns is (colours derived from magnitudes); the exact answers use the magnitudes alone
-(derived colours add no information).
+only); on real stars the same, trained on the train split. Real stars: the shipped model
+on test-split stars (APOGEE Teff with its error, logg as the class). Only stars with
+every input of every set are scored. Recalibrated mixture answers, 1,000 draws. The
+model is asked as a table with those columns is (colours derived from magnitudes); the
+exact answers use the magnitudes alone (derived colours add no information).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from probstar.calibration import crps
 from probstar.data import load_split
 from probstar.query import load_model, shipped_model_path
 from probstar.simulate import evidence_weights, simulate
-from probstar.vocab import index_of
+from probstar.vocab import COLOURS, index_of
 
 HERE = Path(__file__).resolve().parent
 GIANT_LOGG, N_DRAWS, TEFF_ERR = 3.5, 1000, 30.0
@@ -94,12 +95,17 @@ def exact_scores(pool, pool_truths, stars, names: list[str], logg: np.ndarray,
 
 def xgboost_brier(train, stars, names: list[str], logg: np.ndarray) -> float:
     """Brier score of an XGBoost classifier of logg > GIANT_LOGG trained on ``train``
-    for this input set alone (stars missing an input left out of its training)."""
-    x = train.values[:, index_of(names)]
-    ok = np.isfinite(x).all(1)
+    for this input set alone, given what the model is given (the names and the colours
+    derived from them; missing inputs as missing)."""
+    columns = index_of(names + [c for c, pair in COLOURS.items() if set(pair) <= set(names)])
+
+    def inputs(obs):
+        return obs.only(names).derive_colours().values[:, columns]
+
+    train = train.select(np.isfinite(train.column("logg")))
     clf = XGBClassifier(n_estimators=400, max_depth=6, learning_rate=0.1, n_jobs=2,
-                        random_state=0).fit(x[ok], train.column("logg")[ok] > GIANT_LOGG)
-    p_dwarf = clf.predict_proba(stars.values[:, index_of(names)])[:, 1]
+                        random_state=0).fit(inputs(train), train.column("logg") > GIANT_LOGG)
+    p_dwarf = clf.predict_proba(inputs(stars))[:, 1]
     return float(np.mean((p_dwarf - (logg > GIANT_LOGG)) ** 2))
 
 
@@ -114,7 +120,8 @@ def with_teff_error(stars, rng: np.random.Generator):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stars", type=int, default=400, help="simulated stars scored")
-    p.add_argument("--sim-model", help="a simulated-population model folder to score "
+    p.add_argument("--sim-model", nargs="+", default=[], metavar="FOLDER",
+                   help="simulated-population model folder(s) to score side by side "
                    "(default: the shipped one)")
     p.add_argument("--output", default=str(HERE / "input_information.md"))
     args = p.parse_args()
@@ -134,9 +141,14 @@ def main() -> None:
                  "model, colours not derived",
                  *model_scores(real, test, INPUT_SETS["Teff + 6 magnitudes"], logg,
                                derive=False), np.nan))
+    train_split = load_split("train")
+    for label, names in INPUT_SETS.items():
+        rows.append((f"real test split ({len(test)} stars)", label,
+                     "XGBoost (this input set only)",
+                     xgboost_brier(train_split, test, names, logg), np.nan, np.nan))
 
-    sim = load_model(args.sim_model or shipped_model_path().parent / "simulated")
-    sim_label = args.sim_model or "the shipped model"
+    sims = {folder: load_model(folder) for folder in args.sim_model} or \
+        {"": load_model(shipped_model_path().parent / "simulated")}
     stars = complete(simulate(2 * args.stars, seed=7)[0], {**INPUT_SETS, **SIM_ONLY})
     stars = stars.select(slice(0, args.stars))
     rng = np.random.default_rng(7)
@@ -147,17 +159,24 @@ def main() -> None:
     data = f"simulated ({len(stars)} stars)"
     rows.append((data, "-", "base rate", base_rate(logg), np.nan, np.nan))
     for label, names in {**INPUT_SETS, **SIM_ONLY}.items():
-        if set(names) <= set(sim.input_names):  # (a model trained without some: no row)
-            rows.append((data, label, "model", *model_scores(sim, stars, names, logg),
-                         np.nan))
+        for folder, sim in sims.items():
+            if set(names) <= set(sim.input_names):  # (trained without some: no row)
+                rows.append((data, label, f"model {folder}".strip(),
+                             *model_scores(sim, stars, names, logg), np.nan))
         rows.append((data, label, "exact", *exact_scores(pool, pool_truths, stars, names,
                                                           logg, rng)))
         rows.append((data, label, "XGBoost (this input set only)",
                      xgboost_brier(xgb_train, stars, names, logg), np.nan, np.nan))
 
+    command = "python benchmark/input_information.py"
+    if args.sim_model:
+        command += " --sim-model " + " ".join(args.sim_model)
+    if Path(args.output).resolve() != HERE / "input_information.md":
+        command += f" --output {args.output}"
     lines = ["# What each input adds: logg from Teff, colours, magnitudes, parallax\n",
-             f"`python benchmark/input_information.py` ({time.perf_counter() - t0:.0f} s on "
-             f"2 threads; real: the shipped model; simulated: {sim_label}). Brier score of "
+             f"`{command}` ({time.perf_counter() - t0:.0f} s on 2 threads; real: the shipped "
+             f"model; simulated: {', '.join(args.sim_model) or 'the shipped model'}). "
+             "Brier score of "
              f"P(logg > {GIANT_LOGG}) and mean CRPS of logg (dex), "
              "both lower = better; recalibrated mixture answers. N_eff: median effective "
              "number of the 10^6 simulated stars behind one exact answer (below ~30 the "

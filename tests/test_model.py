@@ -297,27 +297,6 @@ def test_checkpoints_are_picked_on_the_head_that_trains():
     assert _scored_head(net) is None
 
 
-def test_periodic_value_features_start_at_zero_and_then_resolve_values():
-    """A model with periodic value features answers as the one without (the features start
-    at zero), so a trained model can grow them; once they are non-zero, two values that
-    differ by 0.01 give tokens further apart than the plain embedding makes them."""
-    plain = ProbStarNet(SMALL).eval()
-    periodic = ProbStarNet(replace(SMALL, value_frequencies=8)).eval()
-    periodic.load_state_dict(plain.state_dict(), strict=False)
-    v, s = random_batch()
-    query = torch.tensor(index_of(["teff", "logg"]))
-    with torch.no_grad():
-        torch.testing.assert_close(periodic(v, s, query), plain(v, s, query))
-        periodic.scalars.periodic.normal_()
-        close = torch.tensor([[0.5, 0.0, 0.0], [0.51, 0.0, 0.0]]).unsqueeze(1)
-        gap = {name: (net.scalars(close.expand(-1, N_SCALARS, -1))[0] -
-                      net.scalars(close.expand(-1, N_SCALARS, -1))[1]).norm()
-               for name, net in (("plain", plain), ("periodic", periodic))}
-    assert gap["periodic"] > 2 * gap["plain"]
-    with pytest.raises(ValueError, match="value_frequencies"):
-        ModelConfig(value_frequencies=-1)
-
-
 def test_tied_queries_follow_the_input_embedding():
     """A tied query is a function of its name's embedding weights: change them, it moves."""
     net = ProbStarNet(replace(SMALL, tied_queries=True)).eval()

@@ -3,12 +3,7 @@
 Tokens. A scalar observation (Teff, a magnitude, a colour...) becomes
 ``GELU(W_name @ [v, log sigma, known] + b_name)``: the Leung & Bovy (2023) embedding
 ``f(w v + b)`` extended with the value's uncertainty (``known`` = 0 when no error is
-given). With ``value_frequencies`` = K > 0 the value also enters through 2K periodic
-features ``sin / cos(2 pi f_k v)`` with learned frequencies per name (the "PLR"
-embedding of Gorishniy et al. 2022), added before the GELU: ``GELU(w v + b)`` has few
-kinks where most values lie, so small differences between values (a colour 0.05 mag
-off the locus of its Teff) are hard to read from it. The periodic map starts at zero,
-so a trained model grows it by fine-tuning from the same answers. The 343-pixel XP spectrum becomes ``xp_regions`` tokens, one per contiguous
+given). The 343-pixel XP spectrum becomes ``xp_regions`` tokens, one per contiguous
 wavelength region: a small MLP with per-region first-layer weights reads the region's
 pixels (value, log error, present flag each), so a partial spectrum is a set of partly
 filled regions. A learned "star" token is always present, so a star with no
@@ -45,7 +40,6 @@ __all__ = ["ModelConfig", "ProbStarNet"]
 
 N_SCALARS = len(SCALAR_NAMES)
 N_PIXELS = len(XP_NAMES)
-FREQUENCY_SCALE = 2.0  # sd of the initial periodic frequencies (cycles per unit value)
 assert NAMES[:N_SCALARS] == SCALAR_NAMES and NAMES[N_SCALARS:] == XP_NAMES
 
 
@@ -68,7 +62,6 @@ class ModelConfig:
     spectrum_layers: int = 0  # decoder blocks of the spectrum head; 0 = no spectrum head
     spectrum_rank: int = 8  # rank of the spectrum head's pixel covariance factor
     tied_queries: bool = False  # queries derived from the names' input embeddings
-    value_frequencies: int = 0  # periodic features per scalar value (0 = none)
 
     def __post_init__(self) -> None:
         for f in ("dim", "heads", "encoder_layers", "decoder_layers", "ff_mult",
@@ -90,9 +83,6 @@ class ModelConfig:
         if not needs <= set(self.outputs):
             raise ValueError(f"ModelConfig.outputs {self.outputs}: the flow head needs the "
                              f"{', '.join(sorted(needs))} head (its base distribution)")
-        if self.value_frequencies < 0:
-            raise ValueError(f"ModelConfig.value_frequencies must be >= 0, got "
-                             f"{self.value_frequencies}")
         if self.spectrum_layers < 0 or self.spectrum_rank < 1:
             raise ValueError("ModelConfig.spectrum_layers must be >= 0 and spectrum_rank >= 1")
         if not set(self.joint_names) <= set(SCALAR_NAMES) or \
@@ -129,24 +119,15 @@ def _features(v: Tensor, sigma: Tensor, use_errors: bool) -> tuple[Tensor, Tenso
 
 
 class ScalarEmbedding(nn.Module):
-    """``GELU(W_name [v, log sigma, known] + b_name + P_name periodic(v))``, one weight row
-    per name; the periodic term only with ``frequencies`` > 0 (it starts at zero)."""
+    """``GELU(W_name [v, log sigma, known] + b_name)``, one weight row per name."""
 
-    def __init__(self, n_names: int, dim: int, frequencies: int = 0) -> None:
+    def __init__(self, n_names: int, dim: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(n_names, 3, dim) / math.sqrt(3))
         self.bias = nn.Parameter(torch.randn(n_names, dim) * 0.1)
-        if frequencies:  # cycles per unit of the normalised value
-            self.frequency = nn.Parameter(torch.randn(n_names, frequencies) * FREQUENCY_SCALE)
-            self.periodic = nn.Parameter(torch.zeros(n_names, 2 * frequencies, dim))
 
     def forward(self, feats: Tensor) -> Tensor:  # (B, S, 3) -> (B, S, dim)
-        x = torch.einsum("bsf,sfd->bsd", feats, self.weight) + self.bias
-        if hasattr(self, "periodic"):
-            angle = 2 * math.pi * feats[..., :1] * self.frequency
-            x = x + torch.einsum("bsf,sfd->bsd", torch.cat([angle.sin(), angle.cos()], -1),
-                                 self.periodic)
-        return nn.functional.gelu(x)
+        return nn.functional.gelu(torch.einsum("bsf,sfd->bsd", feats, self.weight) + self.bias)
 
 
 class RegionEncoder(nn.Module):
@@ -178,7 +159,7 @@ class ProbStarNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.scalars = ScalarEmbedding(N_SCALARS, c.dim, c.value_frequencies)
+        self.scalars = ScalarEmbedding(N_SCALARS, c.dim)
         self.regions = RegionEncoder(c.xp_regions, c.region_hidden, c.dim)
         self.star = nn.Parameter(torch.randn(1, 1, c.dim) * 0.1)
         layer = nn.TransformerEncoderLayer(c.dim, c.heads, c.ff_mult * c.dim, c.dropout,
