@@ -1,6 +1,6 @@
 """What does each input add to a giant / dwarf question? The models against exact answers.
 
-    python benchmark/input_information.py   # writes benchmark/input_information.md (~9 min)
+    python benchmark/input_information.py   # writes benchmark/input_information.md (~10 min)
     python benchmark/input_information.py --sim-model A B --output F  # other simulated models
 
 Asked for logg from Teff alone, then from Teff with colours, magnitudes or parallax, a
