@@ -2,6 +2,7 @@
 
     python benchmark/input_information.py   # writes benchmark/input_information.md (~10 min)
     python benchmark/input_information.py --sim-model A B --output F  # other simulated models
+    python benchmark/input_information.py --real-model A B --real-only --output F  # real ones
 
 Asked for logg from Teff alone, then from Teff with colours, magnitudes or parallax, a
 model should get sharper with every input that carries information. Scored per input
@@ -117,67 +118,80 @@ def with_teff_error(stars, rng: np.random.Generator):
     return stars
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--stars", type=int, default=400, help="simulated stars scored")
-    p.add_argument("--sim-model", nargs="+", default=[], metavar="FOLDER",
-                   help="simulated-population model folder(s) to score side by side "
-                   "(default: the shipped one)")
-    p.add_argument("--output", default=str(HERE / "input_information.md"))
-    args = p.parse_args()
-    torch.set_num_threads(2)
-    t0 = time.perf_counter()
-    rows = []  # (data, input set, answer, brier, crps, median n_eff of exact answers)
-
-    real = load_model()
+def real_rows(models: dict) -> list[tuple]:
+    """Rows for the real test split: each model (folder -> Model), then XGBoost."""
     test = complete(load_split("test"), INPUT_SETS)
-    logg = test.column("logg")
-    rows.append((f"real test split ({len(test)} stars)", "-", "base rate", base_rate(logg),
-                 np.nan, np.nan))
-    for label, names in INPUT_SETS.items():
-        rows.append((f"real test split ({len(test)} stars)", label, "model",
-                     *model_scores(real, test, names, logg), np.nan))
-    rows.append((f"real test split ({len(test)} stars)", "Teff + 6 magnitudes",
-                 "model, colours not derived",
-                 *model_scores(real, test, INPUT_SETS["Teff + 6 magnitudes"], logg,
-                               derive=False), np.nan))
+    logg, data = test.column("logg"), f"real test split ({len(test)} stars)"
+    rows = [(data, "-", "base rate", base_rate(logg), np.nan, np.nan)]
+    for folder, model in models.items():
+        answer = f"model {folder}".strip()
+        for label, names in INPUT_SETS.items():
+            rows.append((data, label, answer, *model_scores(model, test, names, logg),
+                         np.nan))
+        rows.append((data, "Teff + 6 magnitudes", f"{answer}, colours not derived",
+                     *model_scores(model, test, INPUT_SETS["Teff + 6 magnitudes"], logg,
+                                   derive=False), np.nan))
     train_split = load_split("train")
     for label, names in INPUT_SETS.items():
-        rows.append((f"real test split ({len(test)} stars)", label,
-                     "XGBoost (this input set only)",
+        rows.append((data, label, "XGBoost (this input set only)",
                      xgboost_brier(train_split, test, names, logg), np.nan, np.nan))
+    return rows
 
-    sims = {folder: load_model(folder) for folder in args.sim_model} or \
-        {"": load_model(shipped_model_path().parent / "simulated")}
-    stars = complete(simulate(2 * args.stars, seed=7)[0], {**INPUT_SETS, **SIM_ONLY})
-    stars = stars.select(slice(0, args.stars))
+
+def simulated_rows(models: dict, n_stars: int) -> list[tuple]:
+    """Rows for simulated stars: each model, the exact answers, then XGBoost."""
+    stars = complete(simulate(2 * n_stars, seed=7)[0], {**INPUT_SETS, **SIM_ONLY})
+    stars = stars.select(slice(0, n_stars))
     rng = np.random.default_rng(7)
     stars = with_teff_error(stars, rng)
     logg = stars.column("logg")
     pool, pool_truths = simulate(1_000_000, seed=3)
     xgb_train = with_teff_error(simulate(500_000, seed=11)[0], np.random.default_rng(11))
     data = f"simulated ({len(stars)} stars)"
-    rows.append((data, "-", "base rate", base_rate(logg), np.nan, np.nan))
+    rows = [(data, "-", "base rate", base_rate(logg), np.nan, np.nan)]
     for label, names in {**INPUT_SETS, **SIM_ONLY}.items():
-        for folder, sim in sims.items():
-            if set(names) <= set(sim.input_names):  # (trained without some: no row)
+        for folder, model in models.items():
+            if set(names) <= set(model.input_names):  # (trained without some: no row)
                 rows.append((data, label, f"model {folder}".strip(),
-                             *model_scores(sim, stars, names, logg), np.nan))
+                             *model_scores(model, stars, names, logg), np.nan))
         rows.append((data, label, "exact", *exact_scores(pool, pool_truths, stars, names,
                                                           logg, rng)))
         rows.append((data, label, "XGBoost (this input set only)",
                      xgboost_brier(xgb_train, stars, names, logg), np.nan, np.nan))
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stars", type=int, default=400, help="simulated stars scored")
+    p.add_argument("--real-model", nargs="+", default=[], metavar="FOLDER",
+                   help="real-data model folder(s) to score side by side (default: the "
+                   "shipped one)")
+    p.add_argument("--sim-model", nargs="+", default=[], metavar="FOLDER",
+                   help="simulated-population model folder(s) to score side by side "
+                   "(default: the shipped one)")
+    p.add_argument("--real-only", action="store_true", help="skip the simulated stars")
+    p.add_argument("--output", default=str(HERE / "input_information.md"))
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    rows = real_rows({f: load_model(f) for f in args.real_model} or {"": load_model()})
+    if not args.real_only:
+        rows += simulated_rows({f: load_model(f) for f in args.sim_model} or
+                               {"": load_model(shipped_model_path().parent / "simulated")},
+                               args.stars)
 
     command = "python benchmark/input_information.py"
-    if args.sim_model:
-        command += " --sim-model " + " ".join(args.sim_model)
+    for flag, folders in (("--real-model", args.real_model), ("--sim-model", args.sim_model)):
+        command += f" {flag} {' '.join(folders)}" if folders else ""
+    command += " --real-only" if args.real_only else ""
     if Path(args.output).resolve() != HERE / "input_information.md":
         command += f" --output {args.output}"
     lines = ["# What each input adds: logg from Teff, colours, magnitudes, parallax\n",
-             f"`{command}` ({time.perf_counter() - t0:.0f} s on 2 threads; real: the shipped "
-             f"model; simulated: {', '.join(args.sim_model) or 'the shipped model'}). "
-             "Brier score of "
-             f"P(logg > {GIANT_LOGG}) and mean CRPS of logg (dex), "
+             f"`{command}` ({time.perf_counter() - t0:.0f} s on 2 threads; real: "
+             f"{', '.join(args.real_model) or 'the shipped model'}; simulated: "
+             f"{'-' if args.real_only else ', '.join(args.sim_model) or 'the shipped model'}"
+             f"). Brier score of P(logg > {GIANT_LOGG}) and mean CRPS of logg (dex), "
              "both lower = better; recalibrated mixture answers. N_eff: median effective "
              "number of the 10^6 simulated stars behind one exact answer (below ~30 the "
              "exact answer is itself noisy).\n",
