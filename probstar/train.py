@@ -11,9 +11,9 @@ for every target). The context recipe:
 - each scalar is kept with a per-star probability u ~ U(0, 1) (so very short contexts,
   a single token included, are common), and with probability ``p_hide_labels`` all of
   Teff, logg, [Fe/H], [alpha/M] are hidden (the main use: labels from observables),
-  and with probability ``p_hide_magnitudes`` all six magnitudes are (the colours then
-  carry the photometry alone: a network that mostly sees colours beside the magnitudes
-  they come from reads them poorly without those, benchmark/NOTES.md);
+  and with probability ``p_hide_magnitudes`` all six magnitudes are (colours without the
+  magnitudes they come from are otherwise a rare context; with it the simulated model
+  reads Teff + colours + parallax as well as the exact answer, benchmark/NOTES.md);
 - with probability ``p_labels_only`` the context is a random subset of the labels and
   A_K only, no spectrum and no photometry ("given Teff = 4000 K, what is logg?"): each
   kept with the star's probability u, or (``labels_only_max``) 1 to that many of them;
