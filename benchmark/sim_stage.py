@@ -11,8 +11,11 @@ floor; validation/simulation.py, STAGES) on a fresh population of 500,000 stars,
 the settings given by ``--set`` (``probstar train --set`` syntax) on top, then the usual
 recalibration into OUT/model; OUT/run holds the run (learning curve, best/, and
 train_state.pt, whose raw weights are the last epoch's). ~15 min on 2 cores,
-deterministic on CPU. The models are not shipped; benchmark/results/sim_few_scalars/
-and results/sim_ema/ hold their reports, benchmark/NOTES.md what they say.
+deterministic on CPU. ``--set init_from= epochs=2 lr=1e-3 label_error_min=0.02``
+trains from scratch instead (benchmark/NOTES.md, "Why the simulated model reads two
+colours poorly"). The models are not shipped; benchmark/results/sim_few_scalars/,
+results/sim_ema/ and results/colour_reading/ hold their reports, benchmark/NOTES.md what
+they say.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from .vocab import XP_NAMES, index_of
 MAD_TO_STD = 1.482602218505602  # 1 / Phi^-1(3/4), as astropy.stats.mad_std
 
 __all__ = ["robust_scatter", "scatter_ratio", "median_bias", "predicted_medians",
-           "answer_scores", "accuracy_rows", "INPUT_SETS", "format_table", "joint_log_density"]
+           "posterior_medians", "answer_scores", "accuracy_rows", "INPUT_SETS", "format_table", "joint_log_density"]
 
 #: Named input sets for reduced-input evaluations.
 INPUT_SETS: dict[str, tuple[str, ...]] = {
@@ -63,9 +63,15 @@ def predicted_medians(model, obs: Observations, inputs: Sequence[str],
 
     ``head`` defaults to the model's best 1-D head; "flow" gives joint-draw medians.
     """
-    post = model.posterior(obs.only(inputs), targets, head or model.default_head)
+    medians = posterior_medians(model.posterior(obs.only(inputs), targets,
+                                                head or model.default_head))
+    return {name: medians[name] for name in targets}
+
+
+def posterior_medians(post) -> dict[str, np.ndarray]:
+    """The median of each name of a posterior, for every star (name -> (n_stars,))."""
     median = post.median()
-    return {name: median[:, post.names.index(name)] for name in targets}
+    return {name: median[:, j] for j, name in enumerate(post.names)}
 
 
 def joint_log_density(model, obs: Observations, head: str,

@@ -30,7 +30,7 @@ from scipy.stats import wasserstein_distance
 
 from probstar.data import load_split
 from probstar.evaluate import INPUT_SETS, accuracy_rows, format_table, joint_log_density, \
-    scatter_ratio
+    posterior_medians, scatter_ratio
 from probstar.plots import axis_label
 from probstar.query import load_model
 from probstar.vocab import index_of
@@ -166,8 +166,7 @@ def main() -> None:
     for head in model.heads:  # one answer per head, for the medians and the intervals
         t1 = time.perf_counter()
         answers[head] = model.posterior(inputs, list(TARGETS), head=head)
-        median = answers[head].median()
-        medians[head] = {n: median[:, j] for j, n in enumerate(answers[head].names)}
+        medians[head] = posterior_medians(answers[head])
         acc += accuracy_rows(f"{head} head ({time.perf_counter() - t1:.0f} s)", stars,
                              medians[head])
     out += [f"## 2. Point accuracy of each head's median (XP + colours, {args.split} split)\n",
