@@ -12,7 +12,8 @@ quantiles, modes, the table columns) derives from the distribution.
 
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +23,19 @@ from torch.distributions import AffineTransform, Distribution, Independent, \
 __all__ = ["Posterior"]
 
 GRID = 512  # points of the 1-D density grid behind modes and plots
+
+
+@contextmanager
+def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Within it, torch draws follow ``seed`` (on the CPU and on ``device``), and the
+    global random state is restored afterwards; ``seed=None`` leaves the global state to
+    run on as usual (draws differ from call to call)."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 class Posterior:
@@ -72,13 +86,12 @@ class Posterior:
     # -- the joint ----------------------------------------------------------------------
 
     def sample(self, n: int = 1, seed: int | None = None) -> np.ndarray:
-        """``n`` joint draws per star, shape (n, n_stars, n_names); a seed makes them
-        reproducible (torch's global random state is left untouched)."""
+        """``n`` joint draws per star, shape (n, n_stars, n_names). A seed makes them
+        reproducible and leaves torch's global random state untouched; without one they
+        come from (and advance) the global state, so successive calls differ."""
         if n < 1:
             raise ValueError(f"number of samples must be >= 1, got {n}")
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded(seed, self.loc.device), torch.no_grad():
             return self.dist.sample((n,)).cpu().numpy()
 
     def log_prob(self, x) -> np.ndarray:

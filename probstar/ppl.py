@@ -21,7 +21,7 @@ import torch
 from pyro.infer import Predictive
 from torch.distributions import constraints
 
-from .posterior import Posterior
+from .posterior import Posterior, seeded
 
 __all__ = ["PosteriorDistribution", "pyro_model", "predictive_draws", "to_inference_data"]
 
@@ -61,15 +61,14 @@ def predictive_draws(posterior: Posterior, n: int,
                      seed: int | None = None) -> dict[str, np.ndarray]:
     """``n`` joint draws per star through ``pyro.infer.Predictive``: {name: (n, n_stars)}.
 
-    A seed makes them reproducible; the global random state is left untouched.
+    A seed makes them reproducible and leaves the global random state untouched;
+    without one, successive calls differ.
     """
     if n < 1:
         raise ValueError(f"number of samples must be >= 1, got {n}")
     predictive = Predictive(pyro_model(posterior), num_samples=n,
                             return_sites=list(posterior.names))
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        if seed is not None:
-            torch.manual_seed(seed)
+    with seeded(seed, posterior.loc.device), torch.no_grad():
         out = predictive()
     return {name: out[name].reshape(n, len(posterior)).cpu().numpy()
             for name in posterior.names}

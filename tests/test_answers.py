@@ -5,6 +5,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from probstar import load_model
 from probstar.cli import main
@@ -39,6 +40,10 @@ def test_joint_answer_has_correlated_draws_and_consistent_summaries(model, test_
     draws = post.sample(500, seed=3)
     assert draws.shape == (500, 20, 3) and np.isfinite(draws).all()
     np.testing.assert_array_equal(draws, post.sample(500, seed=3))
+    state = torch.get_rng_state()
+    post.sample(5, seed=4)
+    assert torch.equal(state, torch.get_rng_state())  # a seed leaves the global state be
+    assert not np.array_equal(post.sample(5), post.sample(5))  # unseeded: fresh draws
     assert post.log_prob(draws).shape == (500, 20)
     s = post.summary()
     assert np.all(s["teff_q16"] <= s["teff_median"]) and np.all(s["teff_median"] <= s["teff_q84"])
@@ -84,6 +89,7 @@ def test_pyro_predictive_and_arviz(model):
     draws = predictive_draws(post, 64, seed=1)
     assert draws["logg"].shape == (64, 2)
     np.testing.assert_array_equal(draws["fe_h"], predictive_draws(post, 64, seed=1)["fe_h"])
+    assert not np.array_equal(predictive_draws(post, 8)["fe_h"], predictive_draws(post, 8)["fe_h"])
     idata = to_inference_data(draws, star_ids=["a", "b"])
     assert idata.posterior["logg"].shape == (1, 64, 2)
     assert list(idata.posterior["logg"].coords["star"].values) == ["a", "b"]
