@@ -26,7 +26,7 @@ from .model.network import N_SCALARS, ProbStarNet
 from .posterior import Posterior
 from .recalibration import KINDS, Recalibration, context_kind
 from .spectra import SPECTRUM_INPUTS, check_width_scales, spectrum_nll
-from .vocab import LABEL_NAMES, NAMES, Normalization, index_of
+from .vocab import COLOURS, LABEL_NAMES, NAMES, Normalization, index_of
 
 __all__ = ["Model", "load_model", "predict", "DEFAULT_MODEL"]
 
@@ -62,6 +62,18 @@ def as_observations(data: Any) -> Observations:
         data = {k: np.atleast_1d(np.asarray(v)) if np.ndim(v) == 0 else v
                 for k, v in data.items()}
     return read_table(data)
+
+
+def _hide(values: torch.Tensor, hidden: Sequence[int]) -> None:
+    """Set the names ``hidden`` (vocabulary indices) to NaN in ``values`` (n_stars,
+    n_names), in place, and where a star has a hidden magnitude, the colours made from
+    it: they would give it back (bp_rp and rp say bp)."""
+    for colour, magnitudes in COLOURS.items():
+        from_hidden = [i for i in index_of(list(magnitudes)) if i in hidden]
+        if from_hidden:
+            values[torch.isfinite(values[:, from_hidden]).any(1), index_of(colour)[0]] = \
+                torch.nan
+    values[:, list(hidden)] = torch.nan
 
 
 def _check_every_star_has_input(values: torch.Tensor, given: torch.Tensor) -> None:
@@ -187,7 +199,7 @@ class Model:
         return head
 
     def posterior(self, data: Any, request: Sequence[str] | str, head: str | None = None,
-                  ignore: Sequence[str] = (), calibrated: bool = True,
+                  ignore: Sequence[str] | str = (), calibrated: bool = True,
                   batch_size: int = 2048) -> Posterior:
         """The distribution of ``request`` given the observations in ``data``, per star.
 
@@ -197,7 +209,8 @@ class Model:
         ``"xp_600-1020"``...) are answered by the spectrum head: a joint normal over the
         noise-free median-normalised flux of the requested pixels. Requested quantities
         present in ``data`` (e.g. the APOGEE labels of a library table) are not used as
-        inputs, nor are the names in ``ignore``; a star left with no input at all is a
+        inputs, nor are the names in ``ignore``, nor, with a hidden magnitude, the colours
+        made from it (a table's colours may have been derived from it); a star left with no input at all is a
         ValueError (the network never learnt an empty context). ``calibrated``: apply the
         model's recalibration (``probstar.recalibration``) to 1-D mixture answers, and
         its width scales (``probstar.spectra``) to spectrum answers, when it has them. Tables and
@@ -214,9 +227,9 @@ class Model:
         if len(obs) == 0:
             raise ValueError("no stars to answer for: the input holds 0 rows")
         v, s = self._inputs(obs)
-        unused = query + (index_of(list(ignore)) if len(ignore) else [])
+        ignore = [ignore] if isinstance(ignore, str) else list(ignore)
         given = torch.isfinite(v).any(1)
-        v[:, unused] = torch.nan
+        _hide(v, query + (index_of(ignore) if ignore else []))
         _check_every_star_has_input(v, given)
         device = next(self.net.parameters()).device
         loc = torch.as_tensor(self.normalization.loc[query], device=device)
@@ -254,7 +267,7 @@ class Model:
         return joint, Normal(loc, joint.variance.sqrt(), validate_args=False)
 
     def predict(self, data: Any, request: Sequence[str] | str, head: str | None = None,
-                ignore: Sequence[str] = ()) -> dict[str, np.ndarray]:
+                ignore: Sequence[str] | str = ()) -> dict[str, np.ndarray]:
         """Summary columns (``<name>_median``, ``_std``, ``_q16``, ``_q84``...), input order.
 
         The default head is the model's best 1-D head (exact quantiles), or the spectrum
@@ -282,7 +295,7 @@ class Model:
 
 
 def predict(data: Any, request: Sequence[str] | str, model: str | Path | Model | None = None,
-            head: str | None = None, ignore: Sequence[str] = ()) -> dict[str, np.ndarray]:
+            head: str | None = None, ignore: Sequence[str] | str = ()) -> dict[str, np.ndarray]:
     """One call: summary columns of ``request`` for each star of ``data``."""
     if not isinstance(model, Model):
         model = load_model(model)

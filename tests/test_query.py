@@ -184,6 +184,18 @@ def test_requested_and_ignored_names_are_not_inputs(model, test_stars):
     assert not np.allclose(a["teff_median"], c["teff_median"])
 
 
+def test_a_hidden_magnitude_hides_the_colours_made_from_it(model):
+    """Asked for bp with bp and rp in a table, the bp_rp derived from them would give bp
+    back; an ignored magnitude (one name as a plain string) hides its colours too."""
+    rest = {"rp": [11.8, 11.8], "teff": [4500.0, 4500.0]}
+    a = model.predict({**rest, "bp": [11.0, 14.0]}, "bp")
+    b = model.predict(rest, "bp")
+    np.testing.assert_allclose(a["bp_median"], b["bp_median"], rtol=1e-6)
+    c = model.predict({**rest, "bp": [11.0, 14.0]}, "logg", ignore="bp")
+    np.testing.assert_allclose(c["logg_median"], model.predict(rest, "logg")["logg_median"],
+                               rtol=1e-6)
+
+
 def test_posterior_shapes_and_reproducible_samples(model, test_stars):
     post = model.posterior(test_stars.select(slice(0, 4)), ["teff", "logg"])
     a, b = post.sample(50, seed=7), post.sample(50, seed=7)
