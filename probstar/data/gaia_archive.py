@@ -5,8 +5,8 @@ standard deviation, are sampled by the ``gaiaxpy`` calibrator onto the probstar 
 (336-1020 nm in 2 nm steps), the flux errors propagated from the coefficient
 covariance. The sampled spectra and any other columns (magnitudes, parallax, ...) then
 go through :func:`~probstar.data.tables.from_columns` like any other table. A row with
-no XP data gets a missing spectrum; a row with only one band gets flux only where that
-band contributes.
+no XP data gets a missing spectrum; so does a row with only one band, with a warning
+(a partial spectrum does not define the normalisation, :mod:`probstar.data.tables`).
 """
 
 from __future__ import annotations

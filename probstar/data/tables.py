@@ -3,8 +3,10 @@
 Columns are matched to the vocabulary by name or alias, case-insensitively. An error
 column is ``<name>_err`` or ``<name>_error``. A 2-D column ``flux`` (with
 ``flux_error``) of 343 pixels is a Gaia XP sampled spectrum on the 336-1020 nm grid;
-each star's spectrum is divided by its median over the present pixels (the library
-convention), while ``xp_<nm>`` columns are taken as already normalised. Colours absent
+each star's spectrum is divided by its median over the 343 pixels (the library
+convention). A spectrum with some pixels missing does not define that median: it is
+left out, with a warning naming its rows. ``xp_<nm>`` columns are taken as already
+normalised (any subset of them). Colours absent
 from the table are derived from their magnitudes. Unknown columns are ignored with one
 warning that names them.
 """
@@ -187,6 +189,18 @@ def _is_number(v: Any) -> bool:
 def _set_spectrum(obs: Observations, name: str, flux, flux_error) -> None:
     flux = _spectrum_array(name, flux)
     cols = index_of(list(XP_NAMES))
+    present = np.isfinite(flux)
+    partial = present.any(1) & ~present.all(1)
+    if partial.any():  # the median over 336-1020 nm is undefined: 3 pixels fewer move it
+        rows = np.flatnonzero(partial)  # by 3% for one star in 20 (test split)
+        shown = ", ".join(map(str, rows[:5])) + (", ..." if rows.size > 5 else "")
+        warnings.warn(
+            f"column {name!r}: {rows.size} star(s) (row(s) {shown}) have a partial spectrum "
+            f"({int(present[rows[0]].sum())} of {len(XP_NAMES)} pixels in row {rows[0]}); "
+            "spectra are normalised by their median over all of 336-1020 nm, which a "
+            "partial one does not define, so theirs are left out. Give them as xp_<nm> "
+            "columns normalised by the full spectrum's median to use them.", stacklevel=4)
+        flux = np.where(partial[:, None], np.nan, flux)
     with warnings.catch_warnings():  # a star without spectrum: an all-NaN row
         warnings.simplefilter("ignore", RuntimeWarning)
         median = np.nanmedian(flux, axis=1, keepdims=True)
