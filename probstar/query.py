@@ -77,9 +77,10 @@ def _hide(values: torch.Tensor, hidden: Sequence[int]) -> None:
 
 
 def _check_every_star_has_input(values: torch.Tensor, given: torch.Tensor) -> None:
-    """Raise when a star has nothing left to condition on: the network never saw an empty
-    context, and its answer to one is not the population's distribution (the shipped
-    model says Teff ~ 9,000 K)."""
+    """Raise when a star has nothing left to condition on: the network's answer to an
+    empty context is not the population's distribution (the shipped model's training
+    drew its rare empty contexts mostly from hot stars without some labels, and it says
+    Teff ~ 9,000 K)."""
     empty = ~torch.isfinite(values).any(1)
     if not empty.any():
         return
@@ -210,10 +211,11 @@ class Model:
         noise-free median-normalised flux of the requested pixels. Requested quantities
         present in ``data`` (e.g. the APOGEE labels of a library table) are not used as
         inputs, nor are the names in ``ignore``, nor, with a hidden magnitude, the colours
-        made from it (a table's colours may have been derived from it); a star left with no input at all is a
-        ValueError (the network never learnt an empty context). ``calibrated``: apply the
-        model's recalibration (``probstar.recalibration``) to 1-D mixture answers, and
-        its width scales (``probstar.spectra``) to spectrum answers, when it has them. Tables and
+        made from it (a table's colours may have been derived from it); a star left with
+        no input at all is a ValueError (the network's answer to an empty context is not
+        the population's). ``calibrated``: apply the model's recalibration
+        (``probstar.recalibration``) to 1-D mixture answers, and its width scales
+        (``probstar.spectra``) to spectrum answers, when it has them. Tables and
         dicts get absent colours derived from their magnitudes; ``Observations`` are used
         as they are (call ``derive_colours()`` on them for the same answers).
         """

@@ -60,7 +60,7 @@ def test_queries_do_not_interact():
     torch.testing.assert_close(both[:, :1], alone, rtol=1e-5, atol=1e-6)
 
 
-def test_empty_star_gets_the_prior():
+def test_empty_star_has_a_finite_answer():
     net = ProbStarNet(SMALL).eval()
     v = torch.full((2, len(NAMES)), torch.nan)
     with torch.no_grad():
@@ -97,6 +97,17 @@ def test_sample_context_hides_and_keeps():
     labels_only = ~shown[:, N_SCALARS:].any(1) & ~shown[:, 4:10].any(1) & shown.any(1)
     assert labels_only.float().mean() > 0.2  # parameters only, no photometry or spectrum
     torch.testing.assert_close(sig[:, 4:], torch.full_like(sig[:, 4:], 0.1))
+
+
+def test_labels_only_contexts_show_the_parameters_a_star_has():
+    """A star with Teff alone still shows Teff when labels-only contexts pick 1-2 of the
+    five parameters: picking absent ones made empty contexts, mostly of hot stars."""
+    v, _ = random_batch(2000)
+    v = torch.nan_to_num(v, 0.0)
+    v[:, index_of(["logg", "fe_h", "alpha_m", "ak"])] = torch.nan  # Teff is all they have
+    cfg = replace(PRESETS["smoke"], p_labels_only=1.0, labels_only_max=2)
+    ctx, _ = sample_context(v, torch.full_like(v, 0.1), cfg, torch.Generator().manual_seed(5))
+    assert torch.isfinite(ctx[:, index_of("teff")[0]]).all()
 
 
 def test_few_scalar_contexts_show_a_handful_of_any_scalars():

@@ -6,8 +6,9 @@ Tokens. A scalar observation (Teff, a magnitude, a colour...) becomes
 given). The 343-pixel XP spectrum becomes ``xp_regions`` tokens, one per contiguous
 wavelength region: a small MLP with per-region first-layer weights reads the region's
 pixels (value, log error, present flag each), so a partial spectrum is a set of partly
-filled regions. A learned "star" token is always present, so a star with no
-observation at all gets the population prior.
+filled regions. A learned "star" token is always present, so the encoder never runs
+on an empty set (an empty context still has an answer; the question API refuses one,
+:mod:`probstar.query`).
 
 Encoder: pre-LN self-attention over the present tokens, no positional encoding (the
 set is permutation invariant). Decoder: one query per requested name cross-attends to
