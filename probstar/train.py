@@ -544,6 +544,10 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         g.set_state(state["generator"].cpu())
+        if "torch_rng" in state:  # dropout's draws (states saved before it lack them)
+            torch.set_rng_state(state["torch_rng"])
+            if device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
         if average is not None:
             average.load_state_dict(state["average"])
     n = values.shape[0]
@@ -615,6 +619,9 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
             save_train_state(state_path, {"epoch": epoch + 1, "model": net.state_dict(),
                                           "optimizer": opt.state_dict(),
                                           "generator": g.get_state(), "best": best,
+                                          "torch_rng": torch.get_rng_state(),
+                                          "cuda_rng": torch.cuda.get_rng_state(device)
+                                          if device.type == "cuda" else torch.empty(0),
                                           "average": {} if average is None
                                           else average.state_dict()})
     bar.close()

@@ -179,11 +179,14 @@ def test_weights_from_another_architecture(tiny_run, tmp_path):
         load_checkpoint(folder)
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_resume_continues_exactly(train_stars, test_stars, tmp_path, ema):
+@pytest.mark.parametrize("ema, dropout", [(0.0, 0.0), (0.9, 0.1)])
+def test_resume_continues_exactly(train_stars, test_stars, tmp_path, ema, dropout):
     """Training 2 epochs at once equals 1 epoch, an interruption, and a resume (with a
-    weight average too: it travels in the training state)."""
-    cfg = replace(PRESETS["smoke"], epochs=2, batch_size=200, ema=ema)
+    weight average and dropout too: the average and torch's random state travel in the
+    training state)."""
+    smoke = PRESETS["smoke"]
+    cfg = replace(smoke, epochs=2, batch_size=200, ema=ema,
+                  model=replace(smoke.model, dropout=dropout))
     stars, val = train_stars.select(slice(0, 400)), test_stars.select(slice(0, 50))
     train(cfg, stars, val, tmp_path / "straight", progress=False)
     # an interrupted run: same config, stopped after epoch 1 (simulated by a 1-epoch
