@@ -434,12 +434,13 @@ def spectrum_answers(model: Model, stars: Observations,
     cols, norm = index_of(list(parameters)), model.normalization
     values = np.full_like(stars.values, np.nan)
     values[:, cols] = (stars.values[:, cols] - norm.loc[cols]) / norm.scale[cols] + shift
-    with torch.no_grad():
+    device = next(model.net.parameters()).device  # where the network runs; answers on
+    with torch.no_grad():  # the CPU, next to the observed spectra
         parts = [model.net.spectrum_distribution(v, torch.full_like(v, torch.nan))
-                 for v in torch.as_tensor(values).split(batch)]
-    return LowRankMultivariateNormal(
-        torch.cat([a.loc for a in parts]), torch.cat([a.cov_factor for a in parts]),
-        torch.cat([a.cov_diag for a in parts]), validate_args=False)
+                 for v in torch.as_tensor(values, device=device).split(batch)]
+    loc, factor, diag = (torch.cat([getattr(a, k) for a in parts]).cpu()
+                         for k in ("loc", "cov_factor", "cov_diag"))
+    return LowRankMultivariateNormal(loc, factor, diag, validate_args=False)
 
 
 def spectrum_residuals(model: Model, stars: Observations,

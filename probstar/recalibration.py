@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import special
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution, MixtureSameFamily, constraints
 
 from .calibration import label_errors
 from .data.observations import Observations
@@ -73,16 +73,17 @@ class Recalibrated(Distribution):
 
     arg_constraints: dict = {}
     support = constraints.real
-    N_MOMENT = 100  # quantile levels behind mean and stddev
+    MOMENT_Z, MOMENT_STEP = 12.0, 0.25  # the nodes behind mean and stddev (_moments)
     CHUNK = 1 << 16  # elements per kernel evaluation (bounded memory)
     Z_GRID = torch.linspace(-9.0, 9.0, 1801, dtype=torch.float64)  # for R^-1
 
     def __init__(self, base: Distribution, centers: torch.Tensor, which: torch.Tensor,
                  bandwidth: float) -> None:
-        self.base, self.which, self.h = base, which, bandwidth
-        self.fitted = torch.isfinite(centers).all(-1)  # the others: the identity
-        self.centers = torch.where(self.fitted[:, None], centers, 0.0).double()
-        self._quantiles: torch.Tensor | None = None
+        device = base.mean.device  # the maps and the draws live where the answer does
+        self.base, self.which, self.h = base, which.to(device), bandwidth
+        self.fitted = torch.isfinite(centers).all(-1).to(device)  # the others: identity
+        self.centers = torch.where(self.fitted[:, None], centers.to(device), 0.0).double()
+        self._moment_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         super().__init__(base.batch_shape, validate_args=False)
 
     def _kernels(self, z: torch.Tensor, which: torch.Tensor, pdf: bool) -> torch.Tensor:
@@ -109,23 +110,22 @@ class Recalibrated(Distribution):
         dr = (1 - BLEND) * self._kernels(z, which, pdf=True).reshape(shape) / phi + BLEND
         return torch.where(fitted, torch.log(dr).to(p.dtype), 0.0)
 
-    def _inverse_map(self, u: torch.Tensor) -> torch.Tensor:
-        """R^-1(u): R tabulated on a probit grid per map, inverted by interpolation."""
-        out = torch.empty_like(u, dtype=torch.float64)
-        which = self.which.expand(u.shape)
-        grid = self.Z_GRID
+    def _interpolated_map(self, p: torch.Tensor, inverse: bool) -> torch.Tensor:
+        """R(p), or R^-1(p), by linear interpolation in R tabulated on a probit grid per
+        map (fast: the kernels are evaluated on the grid only)."""
+        out = p.double().clone()  # elements without a map: the identity
+        which = self.which.expand(p.shape)
+        grid = self.Z_GRID.to(self.centers.device)
         for t in self.which.unique():
-            mask = which == t
             if not self.fitted[t]:
-                out[mask] = u[mask].double()
                 continue
+            mask = which == t
             r = (1 - BLEND) * self._kernels(grid, t.expand(grid.shape), pdf=False) + \
                 BLEND * torch.special.ndtr(grid)
-            k = torch.searchsorted(r, u[mask].double().contiguous()).clamp(1, grid.numel() - 1)
-            frac = (u[mask].double() - r[k - 1]) / (r[k] - r[k - 1])
-            z = grid[k - 1] + frac.clamp(0, 1) * (grid[k] - grid[k - 1])
-            out[mask] = torch.special.ndtr(z)
-        return out.to(u.dtype)
+            q = p[mask].double()
+            out[mask] = torch.special.ndtr(_interpolate(q, r, grid)) if inverse else \
+                _interpolate(torch.special.ndtri(q.clamp(1e-12, 1 - 1e-12)), grid, r)
+        return out.to(p.dtype)
 
     def cdf(self, value: torch.Tensor) -> torch.Tensor:
         return self._map(self.base.cdf(value), derivative=False)
@@ -134,28 +134,53 @@ class Recalibrated(Distribution):
         return self.base.log_prob(value) + self._map(self.base.cdf(value), derivative=True)
 
     def icdf(self, value) -> torch.Tensor:
-        value = torch.as_tensor(value, dtype=torch.float32)
+        value = torch.as_tensor(value, dtype=torch.float32, device=self.centers.device)
         value = value.expand(torch.broadcast_shapes(value.shape, self.batch_shape))
-        return bisect_icdf(self.base, self._inverse_map(value))
+        return bisect_icdf(self.base, self._interpolated_map(value, inverse=True))
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         with torch.no_grad():
-            return self.icdf(torch.rand(self._extended_shape(sample_shape)))
+            return self.icdf(torch.rand(self._extended_shape(sample_shape),
+                                        device=self.centers.device))
 
-    def _moment_draws(self) -> torch.Tensor:
-        """Quantiles at N_MOMENT evenly spaced levels, computed once (mean and stddev)."""
-        if self._quantiles is None:
-            levels = (torch.arange(self.N_MOMENT) + 0.5) / self.N_MOMENT
-            self._quantiles = self.icdf(levels.reshape(-1, *[1] * len(self.batch_shape)))
-        return self._quantiles
+    def _moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance, computed once, from the cdf G alone (smooth, unlike the
+        quantile function between two peaks): with x0 below all the mass,
+        E[X - x0] = int (1 - G) dx and E[(X - x0)^2] = int 2 (x - x0)(1 - G) dx, by the
+        trapezoid rule on nodes every MOMENT_STEP component widths out to MOMENT_Z of
+        them (the map may move mass a few widths out)."""
+        if self._moment_cache is None:
+            base = self.base
+            if isinstance(base, MixtureSameFamily):
+                loc = base.component_distribution.mean
+                scale = base.component_distribution.stddev
+            else:
+                loc, scale = base.mean[..., None], base.stddev[..., None]
+            z = torch.arange(-self.MOMENT_Z, self.MOMENT_Z + 1e-9, self.MOMENT_STEP,
+                             dtype=torch.float64, device=self.centers.device)
+            x = (loc.double()[..., None] + scale.double()[..., None] * z).flatten(-2)
+            x = x.sort(-1).values.movedim(-1, 0)  # (nodes, *batch)
+            tail = 1 - self._interpolated_map(self.base.cdf(x.float()), inverse=False)
+            x0 = x[0]
+            first = torch.trapezoid(tail, x, dim=0)
+            second = torch.trapezoid(2 * (x - x0) * tail, x, dim=0)
+            self._moment_cache = (x0 + first, (second - first ** 2).clamp_min(0))
+        return self._moment_cache
 
     @property
     def mean(self) -> torch.Tensor:
-        return self._moment_draws().mean(0)
+        return self._moments()[0].float()
 
     @property
     def stddev(self) -> torch.Tensor:
-        return self._moment_draws().std(0, unbiased=False)
+        return self._moments()[1].sqrt().float()
+
+
+def _interpolate(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """The piecewise-linear function through (xs, ys), xs increasing, at x (flat outside)."""
+    k = torch.searchsorted(xs, x.contiguous()).clamp(1, xs.numel() - 1)
+    frac = ((x - xs[k - 1]) / (xs[k] - xs[k - 1])).clamp(0, 1)
+    return ys[k - 1] + frac * (ys[k] - ys[k - 1])
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ distribution (cdf, density, quantiles and draws agree), and round-trips through 
 import numpy as np
 import pytest
 import torch
-from torch.distributions import Normal
+from torch.distributions import Categorical, MixtureSameFamily, Normal
 
 from probstar.calibration import coverage_check
 from probstar.recalibration import (BANDWIDTH, KINDS, N_CENTERS, Recalibrated,
@@ -54,6 +54,31 @@ def test_cdf_density_quantiles_and_draws_agree():
     assert draws.shape == (20000, 2)
     median = fitted.icdf(torch.tensor(0.5))
     assert torch.allclose(draws.median(0).values, median, atol=0.05)
+
+
+def test_mean_and_stddev_are_those_of_the_density():
+    """Of a two-peaked answer too, where the quantile function jumps between the peaks
+    (evenly spaced quantiles made the stddev 0.4-0.6% short)."""
+    rng = np.random.default_rng(4)
+    mix = MixtureSameFamily(Categorical(torch.tensor([[0.9, 0.1]])),
+                            Normal(torch.tensor([[1.0, 4.6]]), torch.tensor([[0.3, 0.15]])))
+    fitted = recalibrated(mix, rng.normal(0.2, 1.3, 3000))
+    x = torch.linspace(-8, 14, 44001, dtype=torch.float64)[:, None]
+    density = fitted.log_prob(x.float()).exp().double()
+    mean = torch.trapezoid(x * density, x, dim=0)
+    std = torch.trapezoid((x - mean) ** 2 * density, x, dim=0).sqrt()
+    assert torch.allclose(fitted.mean.double(), mean, rtol=1e-4)
+    assert torch.allclose(fitted.stddev.double(), std, rtol=1e-3)
+
+
+def test_maps_follow_the_answer_to_its_device():
+    """A network on a GPU gives answers there; the maps must not stay on the CPU
+    (``meta`` stands in for a GPU here)."""
+    base = Normal(torch.zeros(3, device="meta"), torch.ones(3, device="meta"),
+                  validate_args=False)
+    fitted = recalibrated(base, np.random.default_rng(5).normal(0, 2, 500))
+    x = torch.zeros(3, device="meta")
+    assert fitted.cdf(x).device.type == fitted.log_prob(x).device.type == "meta"
 
 
 def test_elements_without_a_map_keep_their_distribution():
