@@ -77,8 +77,8 @@ from .model.network import N_PIXELS, N_SCALARS, ModelConfig, ProbStarNet
 from .model.spectrum import SpectrumHead
 from .vocab import LABEL_NAMES, NAMES, Normalization, index_of
 
-__all__ = ["TrainConfig", "PRESETS", "train", "sample_context", "joint_subsets", "head_losses",
-           "moving_average"]
+__all__ = ["TrainConfig", "PRESETS", "train", "sample_context", "errors_seen", "joint_subsets",
+           "head_losses", "moving_average"]
 
 CHUNK = 7  # pixels per masking chunk (343 = 49 x 7)
 LABELS = index_of(LABEL_NAMES)  # vocabulary columns of teff, logg, fe_h, alpha_m
@@ -269,6 +269,32 @@ def sample_context(values: torch.Tensor, sigmas: torch.Tensor, cfg: TrainConfig,
         values[:, LABELS] += torch.where(with_error, noise, 0.0)
         sigmas[:, LABELS] = torch.where(with_error, synthetic, torch.nan)
     return values, sigmas
+
+
+def errors_seen(values: torch.Tensor, sigmas: torch.Tensor,
+                cfg: TrainConfig) -> dict[str, list[str]]:
+    """The names the network saw always with a measurement error, and never with one
+    (every XP pixel as one ``"xp"``), for the checkpoint: the question API refuses the
+    first without an error and leaves out the given errors of the second, answers to
+    either being extrapolations (``probstar.query.Model._inputs``). Under
+    ``label_errors`` the labels are shown with and without errors; without it a label
+    given without one is still taken (the common question), so labels are neither."""
+    if not cfg.model.use_errors:
+        return {"errors_always": [], "errors_never": []}
+    present = torch.isfinite(values)
+    with_error = (present & torch.isfinite(sigmas)).sum(0)
+    used = present.sum(0) > 0
+    status = {"errors_always": used & (with_error == present.sum(0)),
+              "errors_never": used & (with_error == 0)}
+    out = {}
+    for key, mask in status.items():
+        mask[LABELS] = False
+        names = [NAMES[i] for i in mask.nonzero().flatten().tolist()]
+        pixels = [n for n in names if n.startswith("xp_")]
+        if len(pixels) == len(index_of("xp")):
+            names = [n for n in names if not n.startswith("xp_")] + ["xp"]
+        out[key] = names
+    return out
 
 
 def joint_subsets(eligible: torch.Tensor, max_dims: int,
@@ -554,6 +580,7 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     meta = {"train": cfg.to_dict(), "data_hash": data_hash,
+            **errors_seen(values, sigmas, cfg),
             "trained_names": [NAMES[i] for i in trained.tolist()],
             "input_names": [NAMES[i] for i in seen.nonzero().flatten().tolist()]}
 

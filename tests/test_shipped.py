@@ -5,6 +5,7 @@ import pytest
 
 import probstar
 from probstar.evaluate import INPUT_SETS, robust_scatter
+from probstar.vocab import index_of
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +68,34 @@ def test_label_errors_below_the_trained_minimum_count_as_none(shipped):
     assert np.array_equal(none, small) and not np.array_equal(none, read)
 
 
+def test_errors_the_network_never_or_always_saw(shipped, test_stars):
+    """The real model learnt photometry without errors and spectra always with theirs:
+    given photometric errors are left out with a warning (read, they made Teff from
+    photometry scatter 837 K instead of 208 K), a spectrum without errors is refused."""
+    stars = test_stars.select(slice(0, 5)).only(["g", "bp", "rp", "j", "h", "k"])
+    plain = shipped.posterior(stars, "teff").median()
+    stars.errors[:, index_of(["g", "j", "k"])] = 0.02
+    with pytest.warns(UserWarning, match="trained on g, j, k without measurement errors"):
+        np.testing.assert_array_equal(shipped.posterior(stars, "teff").median(), plain)
+    spectra = test_stars.select(slice(0, 3)).only(["xp"])
+    spectra.errors[1] = np.nan
+    with pytest.raises(ValueError, match=r"XP pixels \(xp_336-1020\) always with its "
+                                         r"measurement error, and 1 star\(s\) \(row\(s\) 1\)"):
+        shipped.posterior(spectra, "teff")
+
+
 def test_shipped_simulated_model_loads_and_is_recalibrated():
     """The simulated-population model behind validation/simulation.md."""
     from probstar.query import shipped_model_path
 
     sim = probstar.load_model(shipped_model_path().with_name("simulated"))
     assert sim.recalibration.fitted
-    post = sim.posterior({"g": [12.0], "bp_rp": [1.5], "parallax": [1.0]}, "logg")
+    star = {"g": [12.0], "bp_rp": [1.5], "parallax": [1.0]}
+    errors = {"g_err": [0.003], "bp_rp_err": [0.014], "parallax_err": [0.02]}
+    post = sim.posterior({**star, **errors}, "logg")
     assert np.isfinite(post.median()).all() and post.std()[0, 0] > 0
+    with pytest.raises(ValueError, match="g, bp_rp, parallax always with its measurement"):
+        sim.posterior(star, "logg")  # it never saw photometry without its errors
 
 
 def test_shipped_spectrum_from_parameters(shipped, test_stars):
