@@ -185,7 +185,8 @@ def simulate(n: int, seed: int = 0, population: Population = Population(),
 
     The observations hold exact labels (teff, logg, fe_h, ak; zero error) and noisy
     photometry, colours and parallax with their errors; ``truths`` adds the noiseless
-    magnitudes, distance, A_V, log age and initial mass. Deterministic for a seed.
+    magnitudes and parallax (the values the noisy ones scatter around, under the same
+    names), distance, A_V, log age and initial mass. Deterministic for a seed.
     """
     if n < 1:
         raise ValueError(f"simulate: n must be >= 1, got {n}")
@@ -198,6 +199,7 @@ def simulate(n: int, seed: int = 0, population: Population = Population(),
         modulus = 5 * np.log10(star["distance_kpc"] * 100)
         for name, (col, _) in BANDS.items():
             star[name] = star.pop(col) + modulus + ratios[name] * star["av"]
+        star["parallax"] = 1.0 / star["distance_kpc"]  # mas; no zero-point offset
         star = {k: v[star["h"] < population.h_limit] for k, v in star.items()}
         obs = _observe(star, rng, population)
         ok = ~out_of_range(obs.values).any(1)  # e.g. J - Ks > 6: no such star observed
@@ -232,10 +234,9 @@ def _observe(t: dict[str, np.ndarray], rng: np.random.Generator,
         seen = t[name] < (20.5 if gaia else 17.0)  # fainter: not detected (missing)
         (i,) = index_of(name)
         obs.values[seen, i], obs.errors[seen, i] = mags[name][seen], sd[seen]
-    parallax = 1.0 / t["distance_kpc"]  # mas
     sd = pop.parallax_floor + 0.01 * 10 ** (0.2 * (t["g"] - 15.0))
     (i,) = index_of("parallax")
-    obs.values[:, i], obs.errors[:, i] = parallax + sd * rng.normal(size=n), sd
+    obs.values[:, i], obs.errors[:, i] = t["parallax"] + sd * rng.normal(size=n), sd
     return obs.derive_colours()
 
 
@@ -246,20 +247,25 @@ def evidence_weights(obs: Observations, truths: dict[str, np.ndarray],
     exact conditional distribution of anything else given that evidence.
 
     A label's error is taken as synthetic (independent of the star): its likelihood is
-    exact. A photometric error depends on the star's brightness, so it is evidence too:
-    a star also needs an error like the observed one (log-normal kernel of 10% on its own
-    error), and its likelihood uses its own error.
+    exact. A photometric or parallax error depends on the star's brightness, so it is
+    evidence too: a star also needs an error like the observed one (log-normal kernel of
+    10% on its own error), and its likelihood uses its own error around its noiseless
+    value in ``truths`` (never its own noisy observation, which would count the noise
+    twice). Labels are exact in ``obs`` itself.
     """
     logw = np.zeros(len(obs))
     for name, (value, err) in evidence.items():
         if name in COLOURS:
             a, b = COLOURS[name]
             true = truths[a] - truths[b]
-        else:
-            true = truths[name] if name in truths else obs.column(name)
-        if name in ("teff", "logg", "fe_h", "ak"):  # exact labels
-            logw += -0.5 * ((true - value) / err) ** 2
+        elif name in ("teff", "logg", "fe_h", "ak"):  # exact labels
+            logw += -0.5 * ((obs.column(name) - value) / err) ** 2
             continue
+        else:  # noisy in obs: compared with its noiseless value
+            if name not in truths and np.isfinite(obs.column(name)).any():
+                raise KeyError(f"truths hold no noiseless {name!r} (truths of an older "
+                               "simulate()?): simulate the population again")
+            true = truths.get(name, np.full(len(obs), np.nan))  # not simulated: no star
         own = obs.errors[:, index_of(name)[0]]
         ok = np.isfinite(true) & np.isfinite(own)
         sd = np.where(ok, own, 1.0)
