@@ -172,10 +172,10 @@ class Model:
         answers to it are extrapolations that drift away from the error-free answer
         (Teff-only logg, shipped model: 10% dwarfs at 4000 K without an error, 3% at
         +- 2 K; ``benchmark/label_errors.py``). Likewise the errors of names trained
-        without any are left out, with a warning (photometry of the real model: with
-        them, Teff from photometry scattered 837 K instead of 208 K on 300 test stars),
-        and names always trained with one are refused without it (an XP spectrum without
-        flux errors: 1478 K instead of 94 K)."""
+        without any are left out, with a warning, and names always trained with one are
+        refused without it (``benchmark/input_errors.md``: read by the network, typical
+        photometric errors took Teff from photometry from 208 K to 837 K scatter, and a
+        spectrum without flux errors from 90 K to 801 K)."""
         v, s = map(torch.as_tensor, self.normalization.apply(obs.values, obs.errors))
         s[:, _LABELS] = torch.where(s[:, _LABELS] < self.label_error_min, torch.nan,
                                     s[:, _LABELS])

@@ -17,8 +17,8 @@ for every target). The context recipe:
 - with probability ``p_labels_only`` the context is a random subset of the labels and
   A_K only, no spectrum and no photometry ("given Teff = 4000 K, what is logg?"): each
   kept with the star's probability u, or (``labels_only_max``) 1 to that many of those
-  the star has (picking among all five, stars without some labels, mostly hot ones, gave
-  2.6% empty contexts: the shipped real model, trained so, says Teff ~ 9,000 K to one);
+  the star has (picking among all five gave empty contexts, mostly of hot stars without
+  some labels: the shipped real model, trained so, says Teff ~ 9,000 K to one);
 - with probability ``p_few_scalars`` the context is 1 to ``few_scalars_max`` random
   scalars of any kind (labels, magnitudes, colours, parallax), no spectrum: "Teff and
   two colours" is otherwise a rare context (benchmark/input_information.md);

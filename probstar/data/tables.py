@@ -191,8 +191,8 @@ def _set_spectrum(obs: Observations, name: str, flux, flux_error) -> None:
     cols = index_of(list(XP_NAMES))
     present = np.isfinite(flux)
     partial = present.any(1) & ~present.all(1)
-    if partial.any():  # the median over 336-1020 nm is undefined: 3 pixels fewer move it
-        rows = np.flatnonzero(partial)  # by 3% for one star in 20 (test split)
+    if partial.any():  # the median over 336-1020 nm is undefined (divided by the median
+        rows = np.flatnonzero(partial)  # of the blue half: benchmark/input_errors.md)
         shown = ", ".join(map(str, rows[:5])) + (", ..." if rows.size > 5 else "")
         warnings.warn(
             f"column {name!r}: {rows.size} star(s) (row(s) {shown}) have a partial spectrum "
