@@ -82,6 +82,10 @@ def read_checkpoint(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor], 
         state = load_file(str(weights_path))
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{weights_path}: corrupt weights file ({exc})") from None
+    broken = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if broken:  # (a damaged payload of the right size reads as NaN / inf numbers)
+        raise CheckpointError(f"{weights_path}: corrupt weights file (NaN or inf in "
+                              f"{', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''})")
     if isinstance(model, dict) and "head" in model:  # before the PDF heads: one "head."
         state = {k.replace("head.", f"outputs.{model['head']}.", 1)
                  if k.startswith("head.") else k: v for k, v in state.items()}

@@ -94,9 +94,11 @@ def corner_plot(posterior: Posterior, star: int = 0, *, n: int = 5000, seed: int
         handles.append(Line2D([], [], color=REFERENCE_COLOUR, lw=2,
                               label=f"{reference_label} ({len(reference)})"))
     if truths is not None:
-        corner.overplot_lines(fig, truths, color=TRUTH_COLOUR, ls="--", lw=1.2)
         if d > 1:
+            corner.overplot_lines(fig, truths, color=TRUTH_COLOUR, ls="--", lw=1.2)
             corner.overplot_points(fig, truths[None], marker="*", color=TRUTH_COLOUR, ms=10)
+        else:  # (corner's overplotting expects a grid of axes)
+            axes[0, 0].axvline(truths[0], color=TRUTH_COLOUR, ls="--", lw=1.2)
         handles.append(Line2D([], [], color=TRUTH_COLOUR, ls="--", label="true value"))
     for j in range(d):
         axes[j, j].set_ylabel("" if d > 1 else "probability density")

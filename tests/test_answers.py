@@ -107,6 +107,8 @@ def test_corner_plot_labels_reference_and_truths(model, test_stars):
     assert fig._suptitle.get_text() == "a question"
     with pytest.raises(IndexError, match="out of range"):
         corner_plot(post, 3)
+    one = corner_plot(model.posterior({"teff": [4000.0]}, "logg"), truths=[1.2])
+    assert 1.2 in [line.get_xdata()[0] for line in one.axes[0].lines]  # the truth's line
 
 
 def test_demo_writes_plots_and_summary(model, tmp_path):

@@ -148,6 +148,15 @@ def test_empty_and_useless_tables():
         read_table([1, 2, 3])
 
 
+def test_two_columns_for_one_quantity_are_refused():
+    """APOGEE tables carry both FE_H and M_H, aliases of fe_h: which one won depended on
+    the column order."""
+    with pytest.raises(TableError, match="'fe_h' and 'm_h' both give fe_h"):
+        from_columns({"teff": [4500.0], "fe_h": [0.1], "m_h": [-0.5]})
+    with pytest.raises(TableError, match="'teff_err' and 'teff_error' both give teff errors"):
+        from_columns({"teff": [4500.0], "teff_err": [50.0], "teff_error": [100.0]})
+
+
 def test_none_spectrum_is_missing():
     obs = read_table(pd.DataFrame({"flux": [smooth_spectra(1)[0], None], "teff": [5e3, 4e3]}))
     assert np.isnan(obs.values[1, XP]).all()

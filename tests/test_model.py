@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from probstar.checkpoint import CheckpointError, load_checkpoint
 from probstar.model import ModelConfig, ProbStarNet
@@ -157,6 +157,12 @@ def test_corrupt_and_foreign_checkpoints(tiny_run, tmp_path):
     (bad / "config.json").write_text((tiny_run / "config.json").read_text())
     (bad / "model.safetensors").write_bytes(b"\x00garbage" * 10)
     with pytest.raises(CheckpointError, match="corrupt weights"):
+        load_checkpoint(bad)
+    weights = load_file(str(tiny_run / "model.safetensors"))  # right size, damaged numbers
+    name = next(iter(weights))
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, str(bad / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=f"NaN or inf in {name}"):
         load_checkpoint(bad)
     (bad / "config.json").write_text(json.dumps({"format": "keras", "layers": []}))
     with pytest.raises(CheckpointError, match="not a probstar checkpoint"):

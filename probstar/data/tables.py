@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..vocab import XP_NAMES, index_of, resolve
+from ..vocab import NAMES, XP_NAMES, index_of, resolve
 from .observations import Observations
 
 __all__ = ["read_table", "from_columns", "TableError"]
@@ -93,6 +93,17 @@ def from_columns(columns: Mapping[str, np.ndarray]) -> Observations:
     obs = Observations.empty(n_rows)
     unknown = []
     lower = {name.lower(): name for name in columns}
+    claimed: dict[tuple[str, int], str] = {}  # (values or errors, vocabulary index): column
+
+    def claim(kind: str, indices, name: str) -> None:
+        """Two columns for the same quantity (aliases, or a case variant): refuse."""
+        for i in indices:
+            other = claimed.setdefault((kind, i), name)
+            if other != name:
+                raise TableError(f"columns {other!r} and {name!r} both give "
+                                 f"{NAMES[i]}{' errors' if kind == 'errors' else ''}; "
+                                 "keep one")
+
     for name, column in columns.items():
         key = name.lower()
         if key in ID_COLUMNS:
@@ -100,14 +111,17 @@ def from_columns(columns: Mapping[str, np.ndarray]) -> Observations:
         elif key in SPECTRUM_COLUMNS:
             errors = next((columns[lower[k + s]] for k in [key] for s in ("_error", "_err")
                            if k + s in lower), None)
+            claim("values", index_of(list(XP_NAMES)), name)
             _set_spectrum(obs, name, column, errors)
         elif key.endswith(("_error", "_err")) and (
                 key.rsplit("_err", 1)[0] in SPECTRUM_COLUMNS):
             continue  # read together with its spectrum
         elif key.endswith(("_error", "_err")) and resolve(_base(key)):
+            claim("errors", index_of(_base(key)), name)
             (i,) = index_of(_base(key))
             obs.errors[:, i] = _non_negative(name, _numeric(name, column, n_rows))
         elif resolve(key):
+            claim("values", index_of(key), name)
             (i,) = index_of(key)
             obs.values[:, i] = _numeric(name, column, n_rows)
         elif key in PASS_THROUGH:
