@@ -44,7 +44,7 @@ from .data.observations import Observations
 from .model.network import N_SCALARS
 from .model.spectrum import with_noise
 from .query import Model
-from .vocab import NAMES, index_of
+from .vocab import NAMES, VOCAB, index_of
 
 __all__ = ["PARAMETERS", "DEFAULT_BOUNDS", "Prior", "Likelihood", "SpectrumLikelihood",
            "PhotometryLikelihood", "JointLikelihood", "laplace",
@@ -210,6 +210,11 @@ class SpectrumLikelihood(_NetworkLikelihood):
         observed = np.isfinite(flux) & np.isfinite(flux_err) & (flux_err > 0)
         if not observed.any():
             raise ValueError("the spectrum has no pixel with a finite flux and error")
+        if observed.all() and abs(np.median(flux) - 1) > 1e-3:  # (raw Gaia units gave a
+            raise ValueError(  # confident posterior at the prior box's edges)
+                f"flux must be divided by its median over the 343 pixels, as the model's "
+                f"training spectra were (its median is {np.median(flux):.4g}): divide flux "
+                "and flux_err by it")
         norm = model.normalization
         loc, scale = norm.loc[pixels][observed], norm.scale[pixels][observed]
         self.y = torch.as_tensor((flux[observed] - loc) / scale, dtype=torch.float32)
@@ -294,6 +299,11 @@ class PhotometryLikelihood(_NetworkLikelihood):
             if len(index) != 1 or index[0] >= N_SCALARS:
                 raise ValueError(f"photometry takes scalar names (magnitudes, colours), got "
                                  f"{name!r}; a spectrum goes into SpectrumLikelihood")
+            token = VOCAB[index[0]]
+            if not token.low <= value <= token.high:
+                raise ValueError(f"photometry[{name!r}] = {value:g} {token.unit} is outside "
+                                 f"the valid range [{token.low:g}, {token.high:g}]; check "
+                                 "its units")
             names.append(NAMES[index[0]])
             observed.append((value, error))
         if not names:
@@ -532,6 +542,13 @@ def run_emcee(likelihood: Likelihood, prior: Prior | None = None,
     import emcee
 
     prior = _prior_for(likelihood, prior)
+    d = len(prior.parameters)
+    if n_walkers < 2 * d:
+        raise ValueError(f"n_walkers must be at least twice the {d} parameters (an "
+                         f"ensemble move needs them), got {n_walkers}")
+    if not 0 <= burn < n_steps:
+        raise ValueError(f"burn must be in [0, n_steps = {n_steps}), got {burn}: no draw "
+                         "would be left")
     log_posterior = _log_posterior(likelihood, prior)
     proposals = {"differential": lambda: [(emcee.moves.DEMove(), 0.8),
                                           (emcee.moves.DESnookerMove(), 0.2)],
@@ -544,7 +561,7 @@ def run_emcee(likelihood: Likelihood, prior: Prior | None = None,
             return log_posterior(torch.as_tensor(theta)).double().numpy()
 
     start = _start(likelihood, prior, n_walkers, np.random.default_rng(seed))
-    sampler = emcee.EnsembleSampler(n_walkers, len(prior.parameters), log_prob,
+    sampler = emcee.EnsembleSampler(n_walkers, d, log_prob,
                                     vectorize=True, moves=proposals[moves]())
     sampler.random_state = np.random.RandomState(seed).get_state()  # its proposals
     sampler.run_mcmc(start, n_steps, progress=progress)

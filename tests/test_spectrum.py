@@ -125,6 +125,8 @@ def test_inverse_likelihood_agrees_with_the_spectrum_answer(spectrum_run, test_s
     torch.testing.assert_close(tempered(theta.detach()), lp.detach() / 4)
     with pytest.raises(ValueError, match="343 XP pixels"):
         SpectrumLikelihood(model, star.values[0, xp][:10], star.errors[0, xp][:10])
+    with pytest.raises(ValueError, match="divided by its median"):  # raw flux units
+        SpectrumLikelihood(model, 3e-17 * star.values[0, xp], 3e-17 * star.errors[0, xp])
     with pytest.raises(ValueError, match="temperature"):
         SpectrumLikelihood(model, star.values[0, xp], star.errors[0, xp], temperature=0)
 
@@ -301,7 +303,7 @@ def test_photometry_likelihood_is_the_mixture_answer_convolved_with_the_error(sp
     bad = [({"j_k": (0.7, -0.1)}, ">= 0"), ({"j_k": (np.inf, 0.1)}, "not finite"),
            ({"teff": (4000.0, 50.0)}, "names a parameter"),
            ({"j_k": (np.nan, 0.1)}, "no observed value"), ({"j_k": (0.7, 0.1, 2)}, "value, error"),
-           ({"xp_500": (0.7, 0.1)}, "scalar names")]
+           ({"xp_500": (0.7, 0.1)}, "scalar names"), ({"j_h": 610.0}, "outside the valid")]
     for photometry, message in bad:
         with pytest.raises(ValueError, match=message):
             PhotometryLikelihood(model, photometry)
