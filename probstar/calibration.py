@@ -144,13 +144,14 @@ def sbc_ranks(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Rank of each true value among its L posterior draws: 0..L, uniform when the
     posterior is calibrated and the truths come from the prior it was trained on."""
     draws, truth = _check(draws, truth)
-    return (draws < truth).sum(0)
+    return np.where(np.isnan(truth), np.nan, (draws < truth).sum(0))  # no truth: no rank
 
 
 def rank_uniformity(ranks: np.ndarray, n_draws: int, seed: int = 0) -> float:
     """Kolmogorov-Smirnov p-value of SBC ranks (0..n_draws) against uniform; the ranks
     are spread over their bins with uniform jitter so the test is continuous."""
     r = np.asarray(ranks, float)
+    r = r[np.isfinite(r)]  # (stars without a truth)
     u = (r + np.random.default_rng(seed).uniform(size=r.shape)) / (n_draws + 1)
     return float(stats.kstest(u.ravel(), "uniform").pvalue)
 

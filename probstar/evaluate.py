@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from .data.observations import Observations
-from .vocab import XP_NAMES, index_of
+from .vocab import XP_NAMES, index_of, resolve
 
 MAD_TO_STD = 1.482602218505602  # 1 / Phi^-1(3/4), as astropy.stats.mad_std
 
@@ -65,7 +65,7 @@ def predicted_medians(model, obs: Observations, inputs: Sequence[str],
     """
     medians = posterior_medians(model.posterior(obs.only(inputs), targets,
                                                 head or model.default_head))
-    return {name: medians[name] for name in targets}
+    return {name: medians[resolve(name) or name] for name in targets}  # (aliases too)
 
 
 def posterior_medians(post) -> dict[str, np.ndarray]:

@@ -20,6 +20,8 @@ import torch
 from torch.distributions import AffineTransform, Distribution, Independent, \
     TransformedDistribution
 
+from .vocab import resolve
+
 __all__ = ["Posterior"]
 
 GRID = 512  # points of the 1-D density grid behind modes and plots
@@ -79,6 +81,7 @@ class Posterior:
         return f"Posterior(n_stars={len(self)}, names={self.names}, {kind})"
 
     def _column(self, name: str) -> int:
+        name = resolve(name) or name  # an alias ("TEFF", "m_h") names the same column
         if name not in self.names:
             raise KeyError(f"{name!r} was not requested; this posterior is over {self.names}")
         return self.names.index(name)
@@ -89,8 +92,8 @@ class Posterior:
         """``n`` joint draws per star, shape (n, n_stars, n_names). A seed makes them
         reproducible and leaves torch's global random state untouched; without one they
         come from (and advance) the global state, so successive calls differ."""
-        if n < 1:
-            raise ValueError(f"number of samples must be >= 1, got {n}")
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"number of samples must be an integer >= 1, got {n!r}")
         with seeded(seed, self.loc.device), torch.no_grad():
             return self.dist.sample((n,)).cpu().numpy()
 
@@ -118,8 +121,11 @@ class Posterior:
     def _physical(self, z: torch.Tensor) -> np.ndarray:
         return (z * self.scale + self.loc).cpu().numpy()
 
-    def quantile(self, q: float) -> np.ndarray:
-        """The q-quantile of each 1-D marginal, (n_stars, n_names)."""
+    def quantile(self, q: float | Sequence[float]) -> np.ndarray:
+        """The q-quantile of each 1-D marginal, (n_stars, n_names); several levels give
+        (n_levels, n_stars, n_names)."""
+        if np.ndim(q) > 0:
+            return np.stack([self.quantile(float(level)) for level in np.ravel(q)])
         if not 0 < q < 1:
             raise ValueError(f"quantile level must be in (0, 1), got {q}")
         if self.marginals is None:
@@ -164,7 +170,11 @@ class Posterior:
         giant and dwarf peaks of logg into one).
         """
         j = self._column(name)
-        x = np.broadcast_to(np.asarray(x, np.float64), (len(self), np.shape(x)[-1]))
+        x = np.atleast_1d(np.asarray(x, np.float64))
+        if x.ndim > 2 or (x.ndim == 2 and x.shape[0] not in (1, len(self))):
+            raise ValueError(f"pdf: x must be (n_points,) or (n_stars = {len(self)}, "
+                             f"n_points), got shape {x.shape}")
+        x = np.broadcast_to(x, (len(self), x.shape[-1]))
         if self.marginals is None and len(self.names) == 1:  # 64 grid points at a time
             return np.concatenate([np.exp(self.log_prob(x[:, i:i + 64].T[..., None])).T
                                    for i in range(0, x.shape[1], 64)], axis=1)

@@ -73,6 +73,10 @@ def test_sbc_ranks_detect_miscalibration():
         ranks = sbc_ranks(draws, truth)
         assert ranks.min() >= 0 and ranks.max() <= N_DRAWS
         assert (rank_uniformity(ranks, N_DRAWS) > 0.01) == calibrated
+    draws, truth = _case(1.0)
+    truth[:5] = np.nan  # no truth, no rank (it read as rank 0: "too low")
+    ranks = sbc_ranks(draws, truth)
+    assert np.isnan(ranks[:5]).all() and rank_uniformity(ranks, N_DRAWS) > 0.01
 
 
 def test_expected_agreement_of_nested_calibrated_posteriors():

@@ -148,6 +148,16 @@ def test_empty_and_useless_tables():
         read_table([1, 2, 3])
 
 
+def test_missing_value_markers_and_unusable_spectra():
+    obs = from_columns({"teff": np.array(["4500", "NA", "null", " -- ", None], object)})
+    np.testing.assert_array_equal(np.isnan(value(obs, "teff")), [0, 1, 1, 1, 1])
+    with pytest.raises(TableError, match="row 1: column 'teff' holds 'hot'"):
+        from_columns({"teff": np.array(["4500", "hot"], object)})
+    with pytest.warns(UserWarning, match=r"\(row\(s\) 0\) have a spectrum whose median"):
+        obs = from_columns({"teff": [4000.0], "flux": -np.ones((1, 343))})
+    assert np.isnan(obs.values[0, XP]).all()
+
+
 def test_two_columns_for_one_quantity_are_refused():
     """APOGEE tables carry both FE_H and M_H, aliases of fe_h: which one won depended on
     the column order."""

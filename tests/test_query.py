@@ -204,6 +204,13 @@ def test_posterior_shapes_and_reproducible_samples(model, test_stars):
     assert post.log_prob(a).shape == (50, 4)
     with pytest.raises(ValueError, match=r"\(\.\.\., 4, 2\)"):
         post.log_prob(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="an integer >= 1, got 2.5"):
+        post.sample(2.5)
+    one = model.posterior(test_stars.select(slice(0, 4)), "logg")
+    np.testing.assert_array_equal(one.quantile([0.16, 0.84])[1], one.quantile(0.84))
+    assert one.pdf("LOGG", 2.0).shape == (4, 1)  # an alias, and one point
+    with pytest.raises(ValueError, match="n_stars = 4"):
+        one.pdf("logg", np.zeros((3, 5)))
 
 
 def test_cli_set_parses_each_field_type():

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..vocab import XP_WAVELENGTHS
 from .observations import Observations
-from .tables import TableError, _columns, _row_count, from_columns
+from .tables import MISSING_TEXT, TableError, _columns, _row_count, from_columns
 
 __all__ = ["read_gaia_xp_continuous"]
 
@@ -38,7 +38,6 @@ _XP_SUFFIXES = REQUIRED + (
     "n_rejected_measurements", "chi_squared", "n_relevant_bases", "relative_shrinking",
     "coefficient_covariances")
 XP_COLUMNS = frozenset({f"{b}_{s}" for b in BANDS for s in _XP_SUFFIXES} | {"solution_id"})
-_MISSING_TEXT = {"", "n/a", "nan", "null", "none", "--", "?"}
 
 
 def read_gaia_xp_continuous(source: Any) -> Observations:
@@ -97,10 +96,10 @@ def _array(value: Any, row: int, name: str) -> np.ndarray | None:
             value = value.decode()
         if isinstance(value, str):  # archive CSV: "(1.0, 2.0, ...)" or "[...]"
             text = re.sub(r"[()\[\]]", " ", value).strip()
-            if text.lower() in _MISSING_TEXT:
+            if text.lower() in MISSING_TEXT:
                 return None
             tokens = [t for t in re.split(r"[,\s]+", text) if t]
-            arr = np.array([np.nan if t.lower() in _MISSING_TEXT else float(t)
+            arr = np.array([np.nan if t.lower() in MISSING_TEXT else float(t)
                             for t in tokens])
         else:
             arr = np.ma.filled(np.ma.asarray(value, dtype=np.float64), np.nan)

@@ -174,9 +174,21 @@ def _numeric(name: str, column: np.ndarray, n_rows: int) -> np.ndarray:
     try:
         return column.astype(np.float64)
     except (TypeError, ValueError):
-        bad = next(i for i, v in enumerate(column) if not _is_number(v))
+        column = np.array([np.nan if _is_missing(v) else v for v in column], object)
+        bad = next((i for i, v in enumerate(column) if not _is_number(v)), None)
+        if bad is None:
+            return column.astype(np.float64)
         raise TableError(f"row {bad}: column {name!r} holds {column[bad]!r}, not a number") \
             from None
+
+
+#: Texts that mark a missing value in tables written by common tools (pandas, astropy,
+#: TOPCAT, the Gaia archive).
+MISSING_TEXT = frozenset({"", "na", "n/a", "nan", "null", "none", "--", "?"})
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, (str, np.str_)) and v.strip().lower() in MISSING_TEXT)
 
 
 def _non_negative(name: str, errors: np.ndarray) -> np.ndarray:
@@ -218,6 +230,12 @@ def _set_spectrum(obs: Observations, name: str, flux, flux_error) -> None:
     with warnings.catch_warnings():  # a star without spectrum: an all-NaN row
         warnings.simplefilter("ignore", RuntimeWarning)
         median = np.nanmedian(flux, axis=1, keepdims=True)
+    unusable = np.flatnonzero(median[:, 0] <= 0)
+    if unusable.size:
+        warnings.warn(f"column {name!r}: {unusable.size} star(s) (row(s) "
+                      f"{', '.join(map(str, unusable[:5]))}{', ...' if unusable.size > 5 else ''}"
+                      ") have a spectrum whose median is not positive; it cannot be "
+                      "normalised and is left out", stacklevel=4)
     with np.errstate(invalid="ignore", divide="ignore"):
         median = np.where(median > 0, median, np.nan)  # a spectrum with no positive median
         obs.values[:, cols] = flux / median
