@@ -289,7 +289,8 @@ def fit(model, obs: Observations, min_stars: int = 200) -> Recalibration:
     for k, kind in enumerate(KINDS):
         pits: dict[str, list[np.ndarray]] = {}
         for inputs in FIT_INPUTS[kind]:
-            shown = obs.only(inputs)
+            asked = obs.select(np.isfinite(obs.values[:, index_of(list(inputs))]).any(1))
+            shown = asked.only(inputs)  # (a star with none of the inputs: no question)
             of_kind = context_kind(shown.values) == k  # e.g. no spectra in simulated stars
             targets = [n for n in LABEL_NAMES if n not in inputs and n in model.trained_names]
             if not of_kind.any() or not targets:
@@ -297,7 +298,7 @@ def fit(model, obs: Observations, min_stars: int = 200) -> Recalibration:
             post = model.posterior(shown, targets, head="mixture", calibrated=False)
             w, mu, sd = mixture_arrays(post)
             for j, name in enumerate(post.names):
-                truth, noise = normalised_label(model, obs, name)
+                truth, noise = normalised_label(model, asked, name)
                 u = mixture_pit(w[:, j], mu[:, j], sd[:, j], truth, noise)
                 pits.setdefault(name, []).append(u[np.isfinite(truth) & of_kind])
         for name, parts in pits.items():

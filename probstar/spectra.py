@@ -89,8 +89,9 @@ def fit_width_scales(model, obs: Observations, level: float = 0.68) -> dict[str,
     for kind, questions in WIDTH_QUESTIONS.items():
         parts = []
         for inputs, request in questions:
-            post = model.posterior(obs.only(inputs), request, calibrated=False)
-            flux, err = observed(post, obs)
+            asked = obs.select(np.isfinite(obs.values[:, index_of(list(inputs))]).any(1))
+            post = model.posterior(asked.only(inputs), request, calibrated=False)
+            flux, err = observed(post, asked)
             parts.append(np.stack([flux - post.mean(), post.std(),
                                    np.nan_to_num(err, nan=0.0)]).reshape(3, -1))
         resid, std, err = np.concatenate(parts, 1)

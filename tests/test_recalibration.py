@@ -131,3 +131,15 @@ def test_a_corrupt_recalibration_names_the_file(tmp_path):
     update_config(folder, recalibration={"maps": [1, 2]})
     with pytest.raises(CheckpointError, match="recalibration: expected"):
         load_model(folder)
+
+
+def test_fit_skips_stars_without_the_inputs_of_a_question(tiny_run, test_stars):
+    """A validation star without Teff has no Teff-only question: it is left out of that
+    map's fit (it made the whole fit fail)."""
+    from probstar.query import load_model
+    from probstar.recalibration import fit
+
+    stars = test_stars.select(np.arange(400))  # (a copy: the fixture stays as it is)
+    stars.values[:3, index_of("teff")[0]] = np.nan
+    cal = fit(load_model(tiny_run), stars, min_stars=100)
+    assert np.isfinite(cal.centers[KINDS.index("parameters"), SCALAR_NAMES.index("logg")]).all()

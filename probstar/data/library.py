@@ -25,7 +25,14 @@ from .split import split_mask
 __all__ = ["library_path", "load_library", "load_split", "cache_dir", "AK_RANGE"]
 
 AK_RANGE = (-0.1, 5.0)  # mag; outside it ak_targ is nonsense and becomes missing
-_CACHE_VERSION = 1
+_CACHE_VERSION = 1  # raise it when the reading below changes (de-duplication, columns)
+
+
+def cache_name() -> str:
+    """The cache file's name: it changes with the reader's version and its cut, so a
+    changed setting never reads a stale cache."""
+    key = hashlib.sha256(repr((_CACHE_VERSION, AK_RANGE)).encode()).hexdigest()[:8]
+    return f"apogee_library_v{_CACHE_VERSION}_{key}.npz"
 
 
 def library_path() -> Path:
@@ -46,7 +53,7 @@ def cache_dir() -> Path:
 
 def load_library(cache: bool = True) -> Observations:
     """All de-duplicated library stars as Observations (ids = Gaia EDR3 source ids)."""
-    cache_file = cache_dir() / f"apogee_library_v{_CACHE_VERSION}.npz"
+    cache_file = cache_dir() / cache_name()
     if cache and cache_file.exists():
         with np.load(cache_file, allow_pickle=False) as z:
             return Observations(z["values"], z["errors"], z["ids"],

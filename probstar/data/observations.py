@@ -56,11 +56,12 @@ class Observations:
         return self.values[:, i]
 
     def select(self, rows) -> "Observations":
-        """A subset of stars (boolean mask or indices)."""
+        """A subset of stars (boolean mask, indices or a slice), as a copy: changing it
+        leaves these stars as they are."""
         return Observations(
-            self.values[rows], self.errors[rows],
-            None if self.ids is None else self.ids[rows],
-            {k: v[rows] for k, v in self.extra.items()},
+            self.values[rows].copy(), self.errors[rows].copy(),
+            None if self.ids is None else self.ids[rows].copy(),
+            {k: v[rows].copy() for k, v in self.extra.items()},
         )
 
     def complete(self, names) -> "Observations":
