@@ -43,6 +43,7 @@ def cmd_predict(args) -> None:
     from .query import load_model
 
     t0 = time.perf_counter()
+    table_format(args.output)  # a wrong name fails before the work, not after
     model = load_model(args.model)
     obs = read_table(args.input)
     columns = model.predict(obs, args.request, args.head, args.ignore or ())
@@ -61,9 +62,11 @@ def cmd_sample(args) -> None:
     t0 = time.perf_counter()
     if args.samples < 1:
         raise ValueError(f"-n must be >= 1, got {args.samples}")
-    hdf5_path(args.output)  # a wrong name fails before the work, not after
+    writable(hdf5_path(args.output))  # a wrong name fails before the work, not after
     model = load_model(args.model)
     obs = read_table(args.input)
+    if args.corner and not 0 <= args.star < len(obs):
+        raise ValueError(f"--star must be in 0..{len(obs) - 1}, got {args.star}")
     post = model.posterior(obs, args.request, args.head, args.ignore or ())
     if args.corner and post.names[0].startswith("xp_"):
         raise ValueError("--corner draws scalar quantities; plot spectra with "
@@ -82,8 +85,6 @@ def cmd_sample(args) -> None:
         from .plots import condition_text, corner_plot
         from .vocab import SCALAR_NAMES
 
-        if not 0 <= args.star < len(obs):
-            raise ValueError(f"--star must be in 0..{len(obs) - 1}, got {args.star}")
         known = [obs.column(n)[args.star] for n in post.names]
         truths = known if np.isfinite(known).all() else None  # the input's own values
         row = obs.values[args.star]
@@ -102,22 +103,39 @@ def cmd_demo(args) -> None:
     print(run_demo(args.output, args.model, args.star))
 
 
+def writable(path: str | Path) -> Path:
+    """``path`` as a Path, or an error when no file can be written there."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist")
+    return path
+
+
+def table_format(path: str | Path) -> str:
+    """The table format of an output file, from its suffix; an error for an unknown
+    suffix or a path that cannot be written."""
+    suffix = "".join(writable(path).suffixes).lower()
+    formats = {".parquet": "parquet", ".pq": "parquet", ".csv": "ascii.csv",
+               ".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits",
+               ".h5": "hdf5", ".hdf5": "hdf5"}
+    fmt = next((f for s, f in formats.items() if suffix.endswith(s)), None)
+    if fmt is None:
+        raise ValueError(f"{path}: unknown output format; use .csv, .ecsv, .fits or .parquet")
+    return fmt
+
+
 def write_table(columns: dict, path: str | Path) -> None:
     """Write columns to CSV, FITS, ECSV or Parquet, chosen by the file suffix."""
-    path = Path(path)
-    suffix = "".join(path.suffixes).lower()
-    if suffix.endswith((".parquet", ".pq")):
+    fmt = table_format(path)
+    if fmt == "parquet":
         import pandas as pd
 
         pd.DataFrame(columns).to_parquet(path)
         return
     from astropy.table import Table
 
-    formats = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits",
-               ".fits.gz": "fits", ".h5": "hdf5", ".hdf5": "hdf5"}
-    fmt = next((f for s, f in formats.items() if suffix.endswith(s)), None)
-    if fmt is None:
-        raise ValueError(f"{path}: unknown output format; use .csv, .ecsv, .fits or .parquet")
     Table(columns).write(path, format=fmt, overwrite=True)
 
 
@@ -125,6 +143,7 @@ def cmd_export(args) -> None:
     from .data.library import load_split
     from .vocab import SCALAR_NAMES, XP_NAMES, index_of
 
+    table_format(args.output)  # a wrong name fails before the work, not after
     obs = load_split(args.split)
     columns = {"source_id": obs.ids, **obs.extra}
     for name, j in zip(SCALAR_NAMES, index_of(SCALAR_NAMES)):
@@ -212,14 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     head_choices = sorted([*HEADS, "spectrum"])
 
-    p = argparse.ArgumentParser(prog="probstar", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="probstar", description="probstar: answers about "
+                                "stars (Teff, logg, [M/H], spectra, colours) as calibrated "
+                                "probability densities, from whatever was observed.")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model on the embedded APOGEE x Gaia XP data")
     t.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     t.add_argument("--output", required=True, help="run folder (checkpoints, learning curve)")
     t.add_argument("--epochs", type=int, help="override the preset's number of epochs")
-    t.add_argument("--seed", type=int)
+    t.add_argument("--seed", type=int, help="override the preset's seed")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run")
     t.add_argument("--stop-after", type=int, metavar="EPOCH",
                    help="stop after this epoch (the schedule stays that of --epochs)")
@@ -242,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("sample", help="joint posterior draws for every star, to HDF5")
     m.add_argument("input", help="table: FITS, CSV, ECSV or Parquet; a table with only a "
-                                 "teff column is a Teff-only question")
+                                 "teff column is a Teff-only question (with --request "
+                                 "logg fe_h: a requested name is never an input)")
     m.add_argument("--request", nargs="+", default=["teff", "logg", "fe_h"],
                    help="names, or 'xp' / 'xp_600-1020' for XP pixels: one dataset 'xp' "
                         "(n_stars, n_samples, n_pixels)")
@@ -251,9 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "dataset per requested name")
     m.add_argument("--head", choices=head_choices,
                    help="default: the joint flow for several names, else the best 1-D head")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=int, default=0, help="seed of the draws (reproducible)")
     m.add_argument("--model", help="model folder (default: the shipped model)")
-    m.add_argument("--ignore", nargs="*", metavar="NAME")
+    m.add_argument("--ignore", nargs="*", metavar="NAME",
+                   help="columns of the table not to use as inputs")
     m.add_argument("--corner", metavar="PNG", help="also draw a corner plot of one star")
     m.add_argument("--star", type=int, default=0, help="row of the star for --corner")
     m.set_defaults(func=cmd_sample)
@@ -268,8 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="the embedded data set")
     dsub = d.add_subparsers(dest="data_command", required=True)
     e = dsub.add_parser("export", help="write one split of the library to a table")
-    e.add_argument("--split", choices=("train", "validation", "test"), required=True)
-    e.add_argument("--output", required=True)
+    e.add_argument("--split", choices=("train", "validation", "test"), required=True,
+                   help="which split (by Gaia source id, fixed)")
+    e.add_argument("--output", required=True, help=".csv, .ecsv, .fits or .parquet")
     e.set_defaults(func=cmd_export)
     dsub.add_parser("summary", help="star counts per split and per quantity").set_defaults(
         func=cmd_summary)
@@ -304,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (CheckpointError, InvalidValueError, TableError, UnknownNameError, ValueError,
-            FileNotFoundError, FileExistsError, ModuleNotFoundError) as exc:
+            OSError, ModuleNotFoundError) as exc:  # (OSError: files, folders, permissions)
         print(f"probstar: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -56,8 +56,10 @@ def write_samples(path: str | Path, posterior: Posterior, draws: np.ndarray,
         f.attrs.update({"names": list(posterior.names), "joint": posterior.joint,
                         "n_samples": n, "n_stars": n_stars,
                         "probstar_version": __version__,
-                        "layout": "one dataset per name, shape (n_stars, n_samples); the "
-                                  "same sample index across names is one joint draw",
+                        "layout": "one dataset per name, shape (n_stars, n_samples) "
+                                  "(XP pixels: one dataset 'xp', (n_stars, n_samples, "
+                                  "n_pixels)); the same sample index across names is one "
+                                  "joint draw",
                         **{k: v for k, v in (provenance or {}).items() if v is not None}})
     return path
 

@@ -136,6 +136,12 @@ def test_cli_bad_model_and_request(tiny_run, tmp_path, capsys):
     assert main(["predict", str(csv), "--request", "tef", "--output",
                  str(tmp_path / "o.csv"), "--model", str(tiny_run)]) == 2
     assert "did you mean" in capsys.readouterr().err
+    (tmp_path / "d.csv").mkdir()
+    for output, message in ((tmp_path / "d.csv", "is a folder"),
+                            (tmp_path / "no" / "o.csv", "does not exist")):
+        assert main(["predict", str(csv), "--output", str(output), "--model",
+                     str(tiny_run)]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_spectrum_of_wrong_length(model):
