@@ -46,7 +46,10 @@ class Posterior:
     ``base`` has event shape (n_names,) in the model's normalised units (the value minus
     ``loc``, divided by ``scale``); ``marginals``, when given, are its exact 1-D
     marginals, batch shape (n_stars, n_names): the whole distribution when
-    ``joint=False``.
+    ``joint=False``. Without them (a joint flow answer), summaries (quantiles, mean, std,
+    1-D densities) come from ``n_mc`` seeded draws of the whole batch: reproducible for
+    the same table, but a star's draws, and so its summaries (to their Monte Carlo error),
+    depend on its row and on the other rows.
     """
 
     def __init__(self, base: Distribution, names: Sequence[str], loc: torch.Tensor,
@@ -78,7 +81,9 @@ class Posterior:
 
     def __repr__(self) -> str:
         kind = "joint" if self.joint else "independent marginals"
-        return f"Posterior(n_stars={len(self)}, names={self.names}, {kind})"
+        names = self.names if len(self.names) <= 6 else \
+            f"[{self.names[0]}, ..., {self.names[-1]}] ({len(self.names)})"
+        return f"Posterior(n_stars={len(self)}, names={names}, {kind})"
 
     def _column(self, name: str) -> int:
         name = resolve(name) or name  # an alias ("TEFF", "m_h") names the same column

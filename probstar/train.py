@@ -82,6 +82,7 @@ __all__ = ["TrainConfig", "PRESETS", "train", "sample_context", "errors_seen", "
 
 CHUNK = 7  # pixels per masking chunk (343 = 49 x 7)
 LABELS = index_of(LABEL_NAMES)  # vocabulary columns of teff, logg, fe_h, alpha_m
+LABEL_ERROR_MAX = 0.5  # largest synthetic label error (label_errors), x the label's scale
 ENCODER_PARTS = ("scalars.", "regions.", "star", "encoder.", "ln_memory.")  # freeze_encoder
 PARAMETERS = LABELS + index_of(["ak"])  # what labels-only contexts show
 MAGNITUDES = index_of(["g", "bp", "rp", "j", "h", "k"])  # hidden together (p_hide_magnitudes)
@@ -262,7 +263,7 @@ def sample_context(values: torch.Tensor, sigmas: torch.Tensor, cfg: TrainConfig,
     values = torch.where(keep, values, torch.nan)
     if cfg.label_errors:
         low = math.log(cfg.label_error_min)
-        synthetic = torch.exp(low + rand(b, len(LABELS)) * (math.log(0.5) - low))
+        synthetic = torch.exp(low + rand(b, len(LABELS)) * (math.log(LABEL_ERROR_MAX) - low))
         with_error = rand(b, len(LABELS)) < 0.5
         noise = torch.randn(b, len(LABELS), generator=g, device=dev) * synthetic
         values, sigmas = values.clone(), sigmas.clone()

@@ -206,5 +206,10 @@ class Normalization:
         missing = [n for n in NAMES if n not in d]
         if missing:
             raise ValueError(f"normalisation lacks {len(missing)} names, e.g. {missing[:3]}")
-        return cls(np.array([d[n]["loc"] for n in NAMES], np.float32),
-                   np.array([d[n]["scale"] for n in NAMES], np.float32))
+        loc = np.array([d[n]["loc"] for n in NAMES], np.float32)
+        scale = np.array([d[n]["scale"] for n in NAMES], np.float32)
+        bad = [n for n, a, b in zip(NAMES, loc, scale) if not (np.isfinite(a) and b > 0)]
+        if bad:  # (scale > 0 is False for NaN too)
+            raise ValueError(f"normalisation of {', '.join(bad[:3])}: loc must be finite and "
+                             "scale a positive number")
+        return cls(loc, scale)

@@ -164,6 +164,12 @@ def test_corrupt_and_foreign_checkpoints(tiny_run, tmp_path):
     save_file(weights, str(bad / "model.safetensors"))
     with pytest.raises(CheckpointError, match=f"NaN or inf in {name}"):
         load_checkpoint(bad)
+    save_file(load_file(str(tiny_run / "model.safetensors")), str(bad / "model.safetensors"))
+    config = json.loads((tiny_run / "config.json").read_text())
+    config["normalization"]["teff"]["scale"] = 0.0
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="teff: loc must be finite and scale a positive"):
+        load_checkpoint(bad)
     (bad / "config.json").write_text(json.dumps({"format": "keras", "layers": []}))
     with pytest.raises(CheckpointError, match="not a probstar checkpoint"):
         load_checkpoint(bad)
