@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..vocab import NAMES, XP_NAMES, index_of, resolve
-from .observations import Observations
+from .observations import InvalidValueError, Observations
 
 __all__ = ["read_table", "from_columns", "TableError"]
 
@@ -132,7 +132,12 @@ def from_columns(columns: Mapping[str, np.ndarray]) -> Observations:
         warnings.warn(f"ignoring {len(unknown)} column(s) that are not probstar quantities: "
                       f"{', '.join(unknown)}", stacklevel=3)
     obs = Observations(obs.values, obs.errors, obs.ids, obs.extra)  # re-clean inf / NaN
-    return obs.derive_colours().validate()
+    obs.validate()  # the given columns first: the error names the one given
+    try:
+        return obs.derive_colours().validate()
+    except InvalidValueError as exc:  # a colour derived from two magnitudes in range
+        raise InvalidValueError(f"{exc}: that colour was derived from two of the magnitudes") \
+            from None
 
 
 def _source_ids(name: str, column: np.ndarray) -> np.ndarray:
