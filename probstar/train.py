@@ -555,8 +555,8 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
 
     values, sigmas = normalized_tensors(train_obs, norm, device)
     values[:, _names(cfg.drop_names)] = torch.nan
-    seen = torch.isfinite(values[:, :N_SCALARS]).any(0)
-    targets = seen.clone()
+    shown = torch.isfinite(values[:, :N_SCALARS]).any(0)
+    targets = shown.clone()
     targets[_names(cfg.input_only)] = False
     trained = targets.nonzero().flatten()
     targets_y, targets_var = values[:, trained], torch.nan_to_num(sigmas[:, trained]) ** 2
@@ -583,7 +583,7 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
     meta = {"train": cfg.to_dict(), "data_hash": data_hash,
             **errors_seen(values, sigmas, cfg),
             "trained_names": [NAMES[i] for i in trained.tolist()],
-            "input_names": [NAMES[i] for i in seen.nonzero().flatten().tolist()]}
+            "input_names": [NAMES[i] for i in shown.nonzero().flatten().tolist()]}
 
     best = state["best"] if state is not None else float("inf")
     bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, disable=not progress,
@@ -591,7 +591,7 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
     end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
     for epoch in range(start_epoch, end_epoch):
         net.train()
-        t0, seen = time.perf_counter(), 0
+        t0, stars_done = time.perf_counter(), 0
         order = torch.randperm(n, generator=g, device=device)
         for i in range(steps_per_epoch):
             step = epoch * steps_per_epoch + i
@@ -617,11 +617,11 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
             opt.step()
             if average is not None:
                 average.update_parameters(net)
-            seen += idx.numel()
+            stars_done += idx.numel()
             bar.update(1)
             if i % 10 == 0:
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}",
-                                stars_s=f"{seen / (time.perf_counter() - t0):.0f}")
+                                stars_s=f"{stars_done / (time.perf_counter() - t0):.0f}")
         elapsed = time.perf_counter() - t0
         if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == end_epoch:
             scored = net if average is None else average.module  # what is scored and saved
@@ -635,7 +635,7 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
             record = {"epoch": epoch + 1, "train_loss": loss.item(),
                       **{f"loss_{k}": v.item() for k, v in losses.items()},
                       "epoch_seconds": elapsed,
-                      "stars_per_second": seen / elapsed, **scores}
+                      "stars_per_second": stars_done / elapsed, **scores}
             with open(curve_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             bar.set_postfix(epoch=epoch + 1, **{k: f"{v:.3g}" for k, v in scores.items()})
