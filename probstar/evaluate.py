@@ -17,7 +17,8 @@ from .vocab import XP_NAMES, index_of, resolve
 MAD_TO_STD = 1.482602218505602  # 1 / Phi^-1(3/4), as astropy.stats.mad_std
 
 __all__ = ["robust_scatter", "scatter_ratio", "median_bias", "predicted_medians",
-           "posterior_medians", "answer_scores", "accuracy_rows", "INPUT_SETS", "format_table", "joint_log_density"]
+           "posterior_medians", "answer_scores", "accuracy_rows", "INPUT_SETS", "format_table",
+           "joint_log_density"]
 
 #: Named input sets for reduced-input evaluations.
 INPUT_SETS: dict[str, tuple[str, ...]] = {

@@ -27,7 +27,7 @@ from .posterior import Posterior
 from .recalibration import KINDS, Recalibration, context_kind
 from .spectra import SPECTRUM_INPUTS, check_width_scales, spectrum_nll
 from .train import LABEL_ERROR_MAX
-from .vocab import COLOURS, LABEL_NAMES, NAMES, Normalization, index_of
+from .vocab import COLOURS, LABEL_NAMES, NAMES, VOCAB, Normalization, index_of
 
 __all__ = ["Model", "load_model", "predict", "DEFAULT_MODEL"]
 
@@ -181,12 +181,12 @@ class Model:
         s[:, _LABELS] = torch.where(s[:, _LABELS] < self.label_error_min, torch.nan,
                                     s[:, _LABELS])
         if self.label_error_min and (s[:, _LABELS] > LABEL_ERROR_MAX).any():
-            wide = torch.zeros(len(NAMES), dtype=torch.bool)
-            wide[_LABELS] = (s[:, _LABELS] > LABEL_ERROR_MAX).any(0)
-            warnings.warn(f"errors of {_listed(wide)} above the largest the network was "
-                          f"trained with ({LABEL_ERROR_MAX:g} x the label's scale, e.g. "
-                          f"{LABEL_ERROR_MAX * self.normalization.scale[0]:.0f} K in Teff): "
-                          "the answers to them are extrapolations", stacklevel=3)
+            wide = [i for i in _LABELS if (s[:, i] > LABEL_ERROR_MAX).any()]
+            largest = ", ".join(f"{NAMES[i]} {LABEL_ERROR_MAX * self.normalization.scale[i]:.3g}"
+                                f" {VOCAB[i].unit}" for i in wide)
+            warnings.warn(f"label errors above the largest the network was trained with "
+                          f"({largest}): the answers to them are extrapolations",
+                          stacklevel=3)
         shown = torch.isfinite(v)
         unread = shown & torch.isfinite(s) & self._errors_never
         if unread.any():

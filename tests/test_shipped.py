@@ -66,6 +66,8 @@ def test_label_errors_below_the_trained_minimum_count_as_none(shipped):
     small = shipped.posterior({**question, "teff_err": [5.0]}, "logg").sample(2000, seed=0)
     read = shipped.posterior({**question, "teff_err": [300.0]}, "logg").sample(2000, seed=0)
     assert np.array_equal(none, small) and not np.array_equal(none, read)
+    with pytest.warns(UserWarning, match=r"trained with \(teff 492 K\): the answers"):
+        shipped.posterior({**question, "teff_err": [600.0]}, "logg")  # above the range
 
 
 def test_errors_the_network_never_or_always_saw(shipped, test_stars):
