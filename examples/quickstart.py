@@ -22,9 +22,10 @@ for i, (med, lo, hi) in enumerate(zip(post.median(), post.quantile(0.16),
         f"{n} = {m:.2f} [{a:.2f}, {b:.2f}] (APOGEE {t:.2f})"
         for n, m, a, b, t in zip(post.names, med, lo, hi, truth)))
 
-# 2. Any subset of inputs: photometry only, with uncertainties.
-phot = {"g": [12.1], "bp": [12.7], "rp": [11.4], "j": [10.3], "h": [9.8], "k": [9.7],
-        "j_err": [0.02], "h_err": [0.02], "k_err": [0.02]}
+# 2. Any subset of inputs: photometry only, answers with uncertainties. (No j_err etc.:
+#    the shipped model was trained on magnitudes without errors and would ignore them,
+#    with a warning.)
+phot = {"g": [12.1], "bp": [12.7], "rp": [11.4], "j": [10.3], "h": [9.8], "k": [9.7]}
 print("photometry only:", probstar.predict(phot, ["teff", "logg"]))
 
 # 3. A single token is a valid question, and an ambiguous one: two peaks, with weights.
