@@ -167,8 +167,11 @@ class Model:
             raise ValueError(f"the request names a quantity twice: {list(request)}")
         return idx
 
-    def _inputs(self, obs: Observations) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised values and errors for the network. A label error below the smallest
+    def _inputs(self, obs: Observations,
+                hidden: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised values and errors for the network, the names ``hidden`` (requested
+        or ignored) taken out (:func:`_hide`), and which stars gave any value at all
+        before that (n_stars,). A label error below the smallest
         the network was trained with counts as none: the network never saw one, and its
         answers to it are extrapolations that drift away from the error-free answer
         (Teff-only logg, shipped model: 10% dwarfs at 4000 K without an error, 3% at
@@ -178,16 +181,19 @@ class Model:
         photometric errors took Teff from photometry from 208 K to 837 K scatter, and a
         spectrum without flux errors from 90 K to 801 K)."""
         v, s = map(torch.as_tensor, self.normalization.apply(obs.values, obs.errors))
+        given = torch.isfinite(v).any(1)
+        _hide(v, hidden)
         s[:, _LABELS] = torch.where(s[:, _LABELS] < self.label_error_min, torch.nan,
                                     s[:, _LABELS])
-        if self.label_error_min and (s[:, _LABELS] > LABEL_ERROR_MAX).any():
-            wide = [i for i in _LABELS if (s[:, i] > LABEL_ERROR_MAX).any()]
+        shown = torch.isfinite(v)
+        too_wide = shown & (s > LABEL_ERROR_MAX)
+        if self.label_error_min and too_wide[:, _LABELS].any():
+            wide = [i for i in _LABELS if too_wide[:, i].any()]
             largest = ", ".join(f"{NAMES[i]} {LABEL_ERROR_MAX * self.normalization.scale[i]:.3g}"
                                 f" {VOCAB[i].unit}" for i in wide)
             warnings.warn(f"label errors above the largest the network was trained with "
                           f"({largest}): the answers to them are extrapolations",
                           stacklevel=3)
-        shown = torch.isfinite(v)
         unread = shown & torch.isfinite(s) & self._errors_never
         if unread.any():
             warnings.warn(f"this model was trained on {_listed(unread.any(0))} without "
@@ -210,7 +216,7 @@ class Model:
             warnings.warn(f"this model was not trained with {', '.join(names)}; "
                           "ignoring those inputs", stacklevel=3)
             v[:, self._untrained] = torch.nan
-        return v, s
+        return v, s, given
 
     @property
     def heads(self) -> tuple[str, ...]:
@@ -278,10 +284,8 @@ class Model:
         obs = as_observations(data)
         if len(obs) == 0:
             raise ValueError("no stars to answer for: the input holds 0 rows")
-        v, s = self._inputs(obs)
         ignore = [ignore] if isinstance(ignore, str) else list(ignore)
-        given = torch.isfinite(v).any(1)
-        _hide(v, query + (index_of(ignore) if ignore else []))
+        v, s, given = self._inputs(obs, query + (index_of(ignore) if ignore else []))
         _check_every_star_has_input(v, given)
         device = next(self.net.parameters()).device
         loc = torch.as_tensor(self.normalization.loc[query], device=device)

@@ -98,6 +98,8 @@ def test_shipped_simulated_model_loads_and_is_recalibrated():
     assert np.isfinite(post.median()).all() and post.std()[0, 0] > 0
     with pytest.raises(ValueError, match="g, bp_rp, parallax always with its measurement"):
         sim.posterior(star, "logg")  # it never saw photometry without its errors
+    assert np.isfinite(sim.posterior({"g": [12.0], "teff": [4000.0]}, "g").median()).all()
+    # (a requested name is no input: its missing error is no matter)
 
 
 def test_shipped_spectrum_from_parameters(shipped, test_stars):
