@@ -67,8 +67,8 @@ def test_mean_and_stddev_are_those_of_the_density():
     density = fitted.log_prob(x.float()).exp().double()
     mean = torch.trapezoid(x * density, x, dim=0)
     std = torch.trapezoid((x - mean) ** 2 * density, x, dim=0).sqrt()
-    assert torch.allclose(fitted.mean.double(), mean, rtol=1e-4)
-    assert torch.allclose(fitted.stddev.double(), std, rtol=1e-3)
+    assert torch.allclose(fitted.mean.double(), mean, rtol=1e-3)
+    assert torch.allclose(fitted.stddev.double(), std, rtol=2e-3)
 
 
 def test_maps_follow_the_answer_to_its_device():
