@@ -19,7 +19,7 @@ import torch
 from torch.distributions import LowRankMultivariateNormal, Normal
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .data.observations import Observations
+from .data.observations import Observations, star_rows
 from .evaluate import INPUT_SETS, predicted_medians, robust_scatter
 from .model.heads import MARGINAL_HEADS
 from .model.network import N_SCALARS, ProbStarNet
@@ -102,12 +102,10 @@ def _check_every_star_has_input(values: torch.Tensor, given: torch.Tensor) -> No
     empty = ~torch.isfinite(values).any(1)
     if not empty.any():
         return
-    rows = empty.nonzero().flatten().tolist()
-    shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
     why = ("their only values are of requested (or ignored) quantities, which are not "
            "used as inputs" if given[empty].all() else "every quantity is missing")
-    raise ValueError(f"{len(rows)} star(s) have no input to condition on (row(s) {shown}): "
-                     f"{why}; drop those rows or give them an observation")
+    raise ValueError(f"{star_rows(empty.numpy())} have no input to condition on: {why}; "
+                     "drop those rows or give them an observation")
 
 
 class Model:
@@ -202,11 +200,9 @@ class Model:
             s[unread] = torch.nan
         lacking = shown & ~torch.isfinite(s) & self._errors_always
         if lacking.any():
-            rows = lacking.any(1).nonzero().flatten().tolist()
             raise ValueError(
                 f"this model was trained on {_listed(lacking.any(0))} always with its "
-                f"measurement error, and {len(rows)} star(s) (row(s) "
-                f"{', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''}) give "
+                f"measurement error, and {star_rows(lacking.any(1).numpy())} give "
                 "it without one: its answer would be an extrapolation (for XP spectra, "
                 "garbage). Give the errors (flux_error, xp_<nm>_err or <name>_err "
                 "columns).")

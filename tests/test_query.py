@@ -68,7 +68,8 @@ def test_unknown_request_lists_close_matches(model, test_stars):
 
 
 def test_a_star_with_nothing_to_condition_on_is_an_error(model):
-    with pytest.raises(ValueError, match=r"row\(s\) 1\): every quantity is missing"):
+    with pytest.raises(ValueError, match=r"1 star\(s\) \(row\(s\) 1\) have no input to "
+                                         r"condition on: every quantity is missing"):
         model.posterior({"teff": [4000.0, np.nan]}, "logg")
     with pytest.raises(ValueError, match="only values are of requested"):
         model.posterior({"teff": [4000.0]}, "teff")  # requested names are not inputs

@@ -13,7 +13,15 @@ import numpy as np
 
 from ..vocab import COLOURS, NAMES, VOCAB, index_of, out_of_range
 
-__all__ = ["Observations", "InvalidValueError"]
+__all__ = ["Observations", "InvalidValueError", "star_rows"]
+
+
+def star_rows(mask) -> str:
+    """"N star(s) (row(s) a, b, ...)", the stars where ``mask`` (n_stars,) is True, for
+    messages that name the stars at fault (the first five rows shown)."""
+    rows = np.flatnonzero(mask)
+    shown = ", ".join(map(str, rows[:5].tolist())) + (", ..." if rows.size > 5 else "")
+    return f"{rows.size} star(s) (row(s) {shown})"
 
 
 class InvalidValueError(ValueError):

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..vocab import NAMES, XP_NAMES, index_of, resolve
-from .observations import InvalidValueError, Observations
+from .observations import InvalidValueError, Observations, star_rows
 
 __all__ = ["read_table", "from_columns", "TableError"]
 
@@ -223,11 +223,10 @@ def _set_spectrum(obs: Observations, name: str, flux, flux_error) -> None:
     present = np.isfinite(flux)
     partial = present.any(1) & ~present.all(1)
     if partial.any():  # the median over 336-1020 nm is undefined (divided by the median
-        rows = np.flatnonzero(partial)  # of the blue half: benchmark/input_errors.md)
-        shown = ", ".join(map(str, rows[:5])) + (", ..." if rows.size > 5 else "")
+        first = int(np.argmax(partial))  # of the blue half: benchmark/input_errors.md)
         warnings.warn(
-            f"column {name!r}: {rows.size} star(s) (row(s) {shown}) have a partial spectrum "
-            f"({int(present[rows[0]].sum())} of {len(XP_NAMES)} pixels in row {rows[0]}); "
+            f"column {name!r}: {star_rows(partial)} have a partial spectrum "
+            f"({int(present[first].sum())} of {len(XP_NAMES)} pixels in row {first}); "
             "spectra are normalised by their median over all of 336-1020 nm, which a "
             "partial one does not define, so theirs are left out. Give them as xp_<nm> "
             "columns normalised by the full spectrum's median to use them.", stacklevel=4)
@@ -235,12 +234,11 @@ def _set_spectrum(obs: Observations, name: str, flux, flux_error) -> None:
     with warnings.catch_warnings():  # a star without spectrum: an all-NaN row
         warnings.simplefilter("ignore", RuntimeWarning)
         median = np.nanmedian(flux, axis=1, keepdims=True)
-    unusable = np.flatnonzero(median[:, 0] <= 0)
-    if unusable.size:
-        warnings.warn(f"column {name!r}: {unusable.size} star(s) (row(s) "
-                      f"{', '.join(map(str, unusable[:5]))}{', ...' if unusable.size > 5 else ''}"
-                      ") have a spectrum whose median is not positive; it cannot be "
-                      "normalised and is left out", stacklevel=4)
+    unusable = median[:, 0] <= 0
+    if unusable.any():
+        warnings.warn(f"column {name!r}: {star_rows(unusable)} have a spectrum whose median "
+                      "is not positive; it cannot be normalised and is left out",
+                      stacklevel=4)
     with np.errstate(invalid="ignore", divide="ignore"):
         median = np.where(median > 0, median, np.nan)  # a spectrum with no positive median
         obs.values[:, cols] = flux / median
