@@ -133,7 +133,8 @@ class Model:
         self.label_error_min = float(train.get("label_error_min", 0.02)) \
             if train.get("label_errors") else 0.0
         #: names the network saw always with an error / never with one (older checkpoints
-        #: do not say: then neither; see :meth:`_inputs`)
+        #: do not say: then neither; see :meth:`_inputs`; benchmark/errors_seen.py wrote
+        #: them for the shipped models)
         self._errors_always, self._errors_never = (
             _name_mask(meta.get(key, [])) for key in ("errors_always", "errors_never"))
 
