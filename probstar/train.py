@@ -358,9 +358,9 @@ def normalized_tensors(obs: Observations, norm: Normalization,
 
 
 def forward_grouped(fn, values: torch.Tensor, sigmas: torch.Tensor,
-                    *rows: torch.Tensor) -> torch.Tensor:
-    """``fn(values, sigmas, *rows)`` (a tensor per star), contexts without a spectrum run
-    as their own batch.
+                    *rows: torch.Tensor):
+    """``fn(values, sigmas, *rows)`` (a tensor per star, or a tuple of them), contexts
+    without a spectrum run as their own batch.
 
     The network drops tokens that no star of a batch has, so a batch of short contexts
     (a few labels) costs a fraction of one with spectra; the result is the same.
@@ -369,24 +369,41 @@ def forward_grouped(fn, values: torch.Tensor, sigmas: torch.Tensor,
     if short.all() or not short.any():
         return fn(values, sigmas, *rows)
     parts = [fn(values[g], sigmas[g], *(r[g] for r in rows)) for g in (short, ~short)]
-    out = parts[0].new_empty(values.shape[0], *parts[0].shape[1:])
-    out[short], out[~short] = parts
-    return out
+
+    def merged(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = a.new_empty(values.shape[0], *a.shape[1:])
+        out[short], out[~short] = a, b
+        return out
+
+    if isinstance(parts[0], tuple):
+        return tuple(merged(a, b) for a, b in zip(*parts))
+    return merged(*parts)
 
 
-def spectrum_loss(net: ProbStarNet, context: torch.Tensor, context_sigmas: torch.Tensor,
-                  values: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood per hidden observed XP pixel (flux noise convolved)."""
+def encoded_outputs(net: ProbStarNet, context: torch.Tensor, context_sigmas: torch.Tensor,
+                    values: torch.Tensor, sigmas: torch.Tensor,
+                    query: torch.Tensor | None = None, spectrum: bool = False
+                    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Both kinds of training output from one encoder pass per context group: the
+    decoder features (B, Q, dim) of the ``query`` names (None without a query), and,
+    with ``spectrum``, the spectrum head's mean negative log-likelihood per hidden
+    observed XP pixel, flux noise convolved (else None). ``values``/``sigmas``: the whole
+    stars, of which ``context`` shows a part."""
     flux = values[:, N_SCALARS:]
     scored = torch.isfinite(flux) & ~torch.isfinite(context[:, N_SCALARS:])
-    noise_var = torch.nan_to_num(sigmas[:, N_SCALARS:]) ** 2
+    rows = (torch.nan_to_num(flux), torch.nan_to_num(sigmas[:, N_SCALARS:]) ** 2, scored) \
+        if spectrum else ()
 
-    def nll(v, s, f, nv, m):
-        return SpectrumHead.loss(net.spectrum(*net.memory(v, s)), f, nv, m)
+    def outputs(v, s, *rows):
+        memory, absent = net.memory(v, s)
+        h = net.decode(memory, absent, query) if query is not None else v[:, :0]
+        nll = SpectrumHead.loss(net.spectrum(memory, absent), *rows) if spectrum \
+            else v.new_zeros(v.shape[0])
+        return h, nll
 
-    per_star = forward_grouped(nll, context, context_sigmas, torch.nan_to_num(flux),
-                               noise_var, scored)
-    return per_star.sum() / scored.sum().clamp(min=1)
+    h, per_star = forward_grouped(outputs, context, context_sigmas, *rows)
+    return (h if query is not None else None,
+            per_star.sum() / scored.sum().clamp(min=1) if spectrum else None)
 
 
 def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.Tensor,
@@ -599,16 +616,17 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
                 group["lr"] = cfg.lr * _lr_factor(step, total, cfg.warmup)
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             context, context_sigmas = sample_context(values[idx], sigmas[idx], cfg, g)
+            h, spectrum = encoded_outputs(net, context, context_sigmas, values[idx],
+                                          sigmas[idx], trained if scalars_train else None,
+                                          spectrum_trains)
             losses = {}
             if scalars_train:
-                h = forward_grouped(lambda v, s: net(v, s, trained), context, context_sigmas)
                 y, var = targets_y[idx], targets_var[idx]
                 hidden = torch.isfinite(y) & ~torch.isfinite(context[:, trained])
                 losses = head_losses(net, h, torch.nan_to_num(y), var, hidden, joint, g,
                                      ~torch.isfinite(y))
             if spectrum_trains:
-                losses["spectrum"] = spectrum_loss(net, context, context_sigmas,
-                                                   values[idx], sigmas[idx])
+                losses["spectrum"] = spectrum
             loss = sum(losses.values())
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from probstar.checkpoint import CheckpointError, load_checkpoint
 from probstar.model import ModelConfig, ProbStarNet
-from probstar.model.network import N_SCALARS
+from probstar.model.network import N_PIXELS, N_SCALARS
 from probstar.train import PRESETS, TrainConfig, _init_from, _scored_head, moving_average, \
     sample_context, train
 from probstar.vocab import NAMES, index_of
@@ -271,6 +271,34 @@ def test_dropping_absent_tokens_and_grouping_change_no_answer():
         grouped = forward_grouped(lambda a, b: net(a, b, query), v, s)
         alone = torch.cat([net(v[i:i + 1], s[i:i + 1], query) for i in range(6)])
     torch.testing.assert_close(grouped, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_one_encoder_pass_gives_both_training_outputs():
+    """The scalar features and the spectrum loss share the encoded star; each equals what
+    its own pass per star gives."""
+    from probstar.model.spectrum import SpectrumHead
+    from probstar.train import encoded_outputs
+
+    net = ProbStarNet(replace(SMALL, spectrum_layers=1)).eval()
+    whole, sigmas = random_batch(6, seed=1)
+    whole[:, N_SCALARS:] = torch.rand(6, N_PIXELS) + 0.5  # every star has a spectrum
+    context = whole.clone()
+    context[:3, N_SCALARS:] = torch.nan  # three are shown no pixel
+    context[3:, N_SCALARS + 100:] = torch.nan  # three only the first 100
+    query = torch.arange(4)
+    with torch.no_grad():
+        h, spectrum = encoded_outputs(net, context, sigmas, whole, sigmas, query, True)
+        alone = torch.cat([net(context[i:i + 1], sigmas[i:i + 1], query) for i in range(6)])
+        scored = ~torch.isfinite(context[:, N_SCALARS:])
+        nll = torch.cat([SpectrumHead.loss(
+            net.spectrum(*net.memory(context[i:i + 1], sigmas[i:i + 1])),
+            whole[i:i + 1, N_SCALARS:], sigmas[i:i + 1, N_SCALARS:] ** 2, scored[i:i + 1])
+            for i in range(6)])
+        only_h, no_spectrum = encoded_outputs(net, context, sigmas, whole, sigmas, query)
+    torch.testing.assert_close(h, alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(spectrum, nll.sum() / scored.sum(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(only_h, h)
+    assert no_spectrum is None
 
 
 @pytest.mark.parametrize("setting, moves", [
