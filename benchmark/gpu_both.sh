@@ -12,9 +12,9 @@ out=$1
 mkdir -p "$out/logs"
 export PYTHONUNBUFFERED=1
 nvidia-smi > "$out/logs/nvidia-smi.txt" 2>&1
-PROBSTAR_CACHE=.gpu timeout 540 python3 benchmark/gpu_joint.py --seconds 380 \
+PROBSTAR_CACHE=.gpu timeout 540 python3 benchmark/gpu_joint.py --runs joint_v2 --seconds 380 \
     --out "$out/logs/joint" > "$out/logs/joint.log" 2>&1 &
-PROBSTAR_CACHE=.gpu_sim timeout 540 python3 benchmark/gpu_simulated.py --seconds 340 \
+PROBSTAR_CACHE=.gpu_sim timeout 540 python3 benchmark/gpu_simulated.py --runs sim_gpu_hidemag --seconds 340 \
     --out "$out/logs/sim" > "$out/logs/sim.log" 2>&1 &
 wait
 rm -f "$out"/logs/joint/runs.tar.part*   # gpu_joint.py's own archive: runs/ is packed below
