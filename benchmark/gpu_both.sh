@@ -14,13 +14,13 @@ export PYTHONUNBUFFERED=1
 nvidia-smi > "$out/logs/nvidia-smi.txt" 2>&1
 PROBSTAR_CACHE=.gpu timeout 540 python3 benchmark/gpu_joint.py --runs joint_v2 --seconds 380 \
     --out "$out/logs/joint" > "$out/logs/joint.log" 2>&1 &
-PROBSTAR_CACHE=.gpu_sim timeout 540 python3 benchmark/gpu_simulated.py --runs sim_gpu_hidemag --seconds 340 \
-    --out "$out/logs/sim" > "$out/logs/sim.log" 2>&1 &
+PROBSTAR_CACHE=.gpu_sim timeout 540 python3 benchmark/gpu_simulated.py --runs sim_gpu_hidemag \
+    --seconds 340 --out "$out/logs/sim" > "$out/logs/sim.log" 2>&1 &
 wait
 rm -f "$out"/logs/joint/runs.tar.part*   # gpu_joint.py's own archive: runs/ is packed below
 rm -rf "$out"/logs/sim/sim_gpu_*         # gpu_simulated.py's copy of its run, likewise
-tar -cf - --exclude=train_state.pt --no-wildcards-match-slash --exclude='runs/gpu_*/*/model.safetensors' \
-    runs/gpu_joint runs/gpu_simulated -C "$out" logs | split -b 15m -d - "$out/all.tar.part"
+tar -cf - --exclude=train_state.pt --no-wildcards-match-slash \
+    --exclude='runs/gpu_*/*/model.safetensors' runs/gpu_joint runs/gpu_simulated -C "$out" logs | split -b 15m -d - "$out/all.tar.part"
 rm -rf "$out/logs"
 ls -la "$out"
 tail -n 3 runs/gpu_joint/*/learning_curve.jsonl runs/gpu_simulated/*/learning_curve.jsonl
