@@ -20,7 +20,8 @@ wait
 rm -f "$out"/logs/joint/runs.tar.part*   # gpu_joint.py's own archive: runs/ is packed below
 rm -rf "$out"/logs/sim/sim_gpu_*         # gpu_simulated.py's copy of its run, likewise
 tar -cf - --exclude=train_state.pt --no-wildcards-match-slash \
-    --exclude='runs/gpu_*/*/model.safetensors' runs/gpu_joint runs/gpu_simulated -C "$out" logs | split -b 15m -d - "$out/all.tar.part"
+    --exclude='runs/gpu_*/*/model.safetensors' runs/gpu_joint runs/gpu_simulated \
+    -C "$out" logs | split -b 15m -d - "$out/all.tar.part"
 rm -rf "$out/logs"
 ls -la "$out"
 tail -n 3 runs/gpu_joint/*/learning_curve.jsonl runs/gpu_simulated/*/learning_curve.jsonl
