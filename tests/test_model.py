@@ -270,7 +270,9 @@ def test_dropping_absent_tokens_and_grouping_change_no_answer():
     with torch.no_grad():
         grouped = forward_grouped(lambda a, b: net(a, b, query), v, s)
         alone = torch.cat([net(v[i:i + 1], s[i:i + 1], query) for i in range(6)])
+        kept = net.decode(*net.memory(v, s, drop_absent=False), query)  # (a GPU's way)
     torch.testing.assert_close(grouped, alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(kept, alone, atol=1e-5, rtol=1e-5)
 
 
 def test_one_encoder_pass_gives_both_training_outputs():
@@ -295,8 +297,11 @@ def test_one_encoder_pass_gives_both_training_outputs():
             whole[i:i + 1, N_SCALARS:], sigmas[i:i + 1, N_SCALARS:] ** 2, scored[i:i + 1])
             for i in range(6)])
         only_h, no_spectrum = encoded_outputs(net, context, sigmas, whole, sigmas, query)
+        one_pass = encoded_outputs(net, context, sigmas, whole, sigmas, query, True,
+                                   grouped=False)  # (a GPU's way)
     torch.testing.assert_close(h, alone, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(spectrum, nll.sum() / scored.sum(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(one_pass, (h, spectrum), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(only_h, h)
     assert no_spectrum is None
 

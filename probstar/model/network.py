@@ -212,11 +212,17 @@ class ProbStarNet(nn.Module):
         emb = self.scalars
         return self.query_map(torch.cat([emb.bias[query], emb.weight[query].flatten(1)], 1))
 
-    def memory(self, values: Tensor, sigmas: Tensor) -> tuple[Tensor, Tensor]:
-        """Normalised values / errors (B, V) -> encoded set (B, T, dim), absent (B, T)."""
+    def memory(self, values: Tensor, sigmas: Tensor,
+               drop_absent: bool | None = None) -> tuple[Tensor, Tensor]:
+        """Normalised values / errors (B, V) -> encoded set (B, T, dim), absent (B, T).
+
+        Tokens that no star of the batch has are dropped (``drop_absent``; by default on
+        a CPU, where it makes short contexts cheap). The answer is the same either way:
+        on a GPU the mask would make the host wait for the device, which costs more."""
         tokens, absent = self.embed(values, sigmas)
-        used = ~absent.all(0)  # tokens no star of the batch has: dropped (exact, and fast
-        tokens, absent = tokens[:, used], absent[:, used]  # for short contexts)
+        if drop_absent if drop_absent is not None else not tokens.is_cuda:
+            used = ~absent.all(0)
+            tokens, absent = tokens[:, used], absent[:, used]
         return self.encode(tokens, absent), absent
 
     def forward(self, values: Tensor, sigmas: Tensor, query: Tensor) -> Tensor:
