@@ -362,8 +362,8 @@ def forward_grouped(fn, values: torch.Tensor, sigmas: torch.Tensor,
     """``fn(values, sigmas, *rows)`` (a tensor per star, or a tuple of them), contexts
     without a spectrum run as their own batch.
 
-    The network drops tokens that no star of a batch has, so a batch of short contexts
-    (a few labels) costs a fraction of one with spectra; the result is the same.
+    On a CPU the network drops tokens that no star of a batch has, so a batch of short
+    contexts (a few labels) costs a fraction of one with spectra; the result is the same.
     """
     short = ~torch.isfinite(values[:, N_SCALARS:]).any(1)
     if short.all() or not short.any():
@@ -392,22 +392,24 @@ def encoded_outputs(net: ProbStarNet, context: torch.Tensor, context_sigmas: tor
     ``context`` shows a part. ``grouped`` (default: on a CPU) runs contexts without a
     spectrum apart (:func:`forward_grouped`); on a GPU, where a step's time is the
     host's, one pass over the whole batch is faster."""
-    flux = values[:, N_SCALARS:]
-    scored = torch.isfinite(flux) & ~torch.isfinite(context[:, N_SCALARS:])
-    rows = (torch.nan_to_num(flux), torch.nan_to_num(sigmas[:, N_SCALARS:]) ** 2, scored) \
-        if spectrum else ()
+    pixels = ()  # per star: flux, flux noise variance, scored (hidden and observed)
+    if spectrum:
+        flux = values[:, N_SCALARS:]
+        scored = torch.isfinite(flux) & ~torch.isfinite(context[:, N_SCALARS:])
+        pixels = (torch.nan_to_num(flux), torch.nan_to_num(sigmas[:, N_SCALARS:]) ** 2,
+                  scored)
 
-    def outputs(v, s, *rows):
+    def outputs(v, s, *pixels):
         memory, absent = net.memory(v, s)
         h = net.decode(memory, absent, query) if query is not None else v[:, :0]
-        nll = SpectrumHead.loss(net.spectrum(memory, absent), *rows) if spectrum \
+        nll = SpectrumHead.loss(net.spectrum(memory, absent), *pixels) if spectrum \
             else v.new_zeros(v.shape[0])
         return h, nll
 
     if grouped if grouped is not None else not context.is_cuda:
-        h, per_star = forward_grouped(outputs, context, context_sigmas, *rows)
+        h, per_star = forward_grouped(outputs, context, context_sigmas, *pixels)
     else:
-        h, per_star = outputs(context, context_sigmas, *rows)
+        h, per_star = outputs(context, context_sigmas, *pixels)
     return (h if query is not None else None,
             per_star.sum() / scored.sum().clamp(min=1) if spectrum else None)
 
