@@ -82,13 +82,15 @@ def misfit(model, stars, discrepancy: np.ndarray | None, step: float = 1e-2) -> 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ranks", type=int, nargs="+", default=[8])
+    p.add_argument("--ranks", type=int, nargs="*", default=[8],
+                   help="discrepancy ranks to fit (none: the likelihood as it is)")
+    p.add_argument("--model", default=None, help="model folder (default: shipped)")
     p.add_argument("--steps", type=int, default=400, help="Adam steps fitting G")
     p.add_argument("--output", default=str(HERE / "likelihood_discrepancy.md"))
     args = p.parse_args()
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    model = load_model()
+    model = load_model(args.model)
     validation = load_split("validation")
     fit_half = validation.select(np.arange(0, len(validation), 2))
     check_half = fully_labelled(validation.select(np.arange(1, len(validation), 2)))
@@ -103,7 +105,9 @@ def main() -> None:
 
     lines = ["# Where the spectrum likelihood is misspecified", "",
              f"`python benchmark/likelihood_discrepancy.py --ranks "
-             f"{' '.join(map(str, args.ranks))} --steps {args.steps}` (shipped model; "
+             f"{' '.join(map(str, args.ranks))} --steps {args.steps}"
+             + (f" --model {args.model}" if args.model else "") + "` ("
+             + (f"model {args.model}" if args.model else "shipped model") + "; "
              f"{len(check_half)} validation stars (odd rows) and {len(test)} test stars with "
              "every parameter labelled and a full spectrum; the discrepancy directions G "
              "fitted on the even rows of the validation split; measures in the script's "
