@@ -34,6 +34,22 @@ def test_config_errors_name_the_field():
         ModelConfig(joint_names=("teff", "xp_500"))
     with pytest.raises(ValueError, match="unknown model config"):
         ModelConfig.from_dict({"dim": 32, "depth": 3})
+    with pytest.raises(ValueError, match="value_frequencies"):
+        ModelConfig(value_frequencies=-1)
+
+
+def test_periodic_value_features_start_from_the_same_answers(tiny_run, tmp_path):
+    """Fine-tuned from a model without them, a network with periodic value features
+    answers as that model did until it trains; the features do change the answer."""
+    source, _, _ = load_checkpoint(tiny_run)
+    periodic = ProbStarNet(replace(source.config, value_frequencies=8))
+    _init_from(periodic, str(tiny_run))
+    v, s = random_batch(6)
+    query = torch.arange(4)
+    with torch.no_grad():
+        torch.testing.assert_close(periodic.eval()(v, s, query), source.eval()(v, s, query))
+        periodic.scalars.periodic.normal_()
+        assert not torch.allclose(periodic(v, s, query), source(v, s, query))
 
 
 def test_encoder_is_permutation_invariant():

@@ -63,6 +63,7 @@ class ModelConfig:
     spectrum_layers: int = 0  # decoder blocks of the spectrum head; 0 = no spectrum head
     spectrum_rank: int = 8  # rank of the spectrum head's pixel covariance factor
     tied_queries: bool = False  # queries derived from the names' input embeddings
+    value_frequencies: int = 0  # periodic features of each scalar value (ScalarEmbedding)
 
     def __post_init__(self) -> None:
         for f in ("dim", "heads", "encoder_layers", "decoder_layers", "ff_mult",
@@ -84,6 +85,9 @@ class ModelConfig:
         if not needs <= set(self.outputs):
             raise ValueError(f"ModelConfig.outputs {self.outputs}: the flow head needs the "
                              f"{', '.join(sorted(needs))} head (its base distribution)")
+        if self.value_frequencies < 0:
+            raise ValueError("ModelConfig.value_frequencies must be >= 0, got "
+                             f"{self.value_frequencies}")
         if self.spectrum_layers < 0 or self.spectrum_rank < 1:
             raise ValueError("ModelConfig.spectrum_layers must be >= 0 and spectrum_rank >= 1")
         if not set(self.joint_names) <= set(SCALAR_NAMES) or \
@@ -120,15 +124,35 @@ def _features(v: Tensor, sigma: Tensor, use_errors: bool) -> tuple[Tensor, Tenso
 
 
 class ScalarEmbedding(nn.Module):
-    """``GELU(W_name [v, log sigma, known] + b_name)``, one weight row per name."""
+    """``GELU(W_name [v, log sigma, known] + P_name periodic(v) + b_name)``, one weight row
+    per name.
 
-    def __init__(self, n_names: int, dim: int) -> None:
+    With ``frequencies`` > 0, ``periodic(v)`` is the sine and cosine of the normalised
+    value at that many fixed frequencies, log-spaced from 1/4 to 8 cycles per unit (a
+    unit is the name's population scatter): a sharp dependence on a value, such as the
+    dwarf fraction's dip at the red clump's Teff, is then one linear map away instead of
+    being left to the transformer to build from three plain features (Gorishniy et al.
+    2022, periodic embeddings of numerical features). ``P`` starts at zero, so a model
+    fine-tuned from one without it starts from the same answers. (An absent value's
+    token is masked out of attention, so its features need not vanish.)
+    """
+
+    def __init__(self, n_names: int, dim: int, frequencies: int = 0) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(n_names, 3, dim) / math.sqrt(3))
         self.bias = nn.Parameter(torch.randn(n_names, dim) * 0.1)
+        self.periodic = nn.Parameter(torch.zeros(n_names, 2 * frequencies, dim)) \
+            if frequencies else None
+        self.register_buffer("angular", 2 * math.pi * torch.logspace(
+            -2, 3, frequencies, base=2.0), persistent=False)
 
     def forward(self, feats: Tensor) -> Tensor:  # (B, S, 3) -> (B, S, dim)
-        return nn.functional.gelu(torch.einsum("bsf,sfd->bsd", feats, self.weight) + self.bias)
+        x = torch.einsum("bsf,sfd->bsd", feats, self.weight) + self.bias
+        if self.periodic is not None:
+            angle = feats[..., :1] * self.angular  # (B, S, F)
+            periodic = torch.cat([angle.sin(), angle.cos()], -1)
+            x = x + torch.einsum("bsf,sfd->bsd", periodic, self.periodic)
+        return nn.functional.gelu(x)
 
 
 class RegionEncoder(nn.Module):
@@ -160,7 +184,7 @@ class ProbStarNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.scalars = ScalarEmbedding(N_SCALARS, c.dim)
+        self.scalars = ScalarEmbedding(N_SCALARS, c.dim, c.value_frequencies)
         self.regions = RegionEncoder(c.xp_regions, c.region_hidden, c.dim)
         self.star = nn.Parameter(torch.randn(1, 1, c.dim) * 0.1)
         layer = nn.TransformerEncoderLayer(c.dim, c.heads, c.ff_mult * c.dim, c.dropout,
