@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from .data.observations import Observations
-from .vocab import XP_NAMES, index_of, resolve
+from .vocab import XP_NAMES, resolve
 
 MAD_TO_STD = 1.482602218505602  # 1 / Phi^-1(3/4), as astropy.stats.mad_std
 
@@ -98,7 +98,7 @@ def answer_scores(model, obs: Observations, inputs: Sequence[str], name: str,
     have no question to answer: their median is NaN and they are not scored."""
     from .calibration import coverage, pit
 
-    asked = np.isfinite(obs.values[:, index_of(list(inputs))]).any(1)
+    asked = obs.has_any(inputs)
     truth = np.where(asked, obs.column(name), np.nan)
     post = model.posterior(obs.select(asked).only(inputs), name, head="mixture",
                            calibrated=False)

@@ -290,7 +290,7 @@ def fit(model, obs: Observations, min_stars: int = 200) -> Recalibration:
     for k, kind in enumerate(KINDS):
         pits: dict[str, list[np.ndarray]] = {}
         for inputs in FIT_INPUTS[kind]:
-            asked = obs.select(np.isfinite(obs.values[:, index_of(list(inputs))]).any(1))
+            asked = obs.select(obs.has_any(inputs))
             shown = asked.only(inputs)  # (a star with none of the inputs: no question)
             of_kind = context_kind(shown.values) == k  # e.g. no spectra in simulated stars
             targets = [n for n in LABEL_NAMES if n not in inputs and n in model.trained_names]

@@ -89,7 +89,7 @@ def fit_width_scales(model, obs: Observations, level: float = 0.68) -> dict[str,
     for kind, questions in WIDTH_QUESTIONS.items():
         parts = []
         for inputs, request in questions:
-            asked = obs.select(np.isfinite(obs.values[:, index_of(list(inputs))]).any(1))
+            asked = obs.select(obs.has_any(inputs))
             post = model.posterior(asked.only(inputs), request, calibrated=False)
             flux, err = observed(post, asked)
             parts.append(np.stack([flux - post.mean(), post.std(),

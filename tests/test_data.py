@@ -268,6 +268,7 @@ def test_observations_container():
                         "source_id": [1, 2, 3]})
     np.testing.assert_array_equal(obs.complete(["teff", "logg"]).ids, [1, 3])
     assert len(obs.complete(["teff", "fe_h"])) == 0
+    np.testing.assert_array_equal(obs.has_any(["logg", "fe_h"]), [True, False, True])
     sub = obs.select(np.array([True, False, True]))
     np.testing.assert_array_equal(sub.ids, [1, 3])
     only = obs.only(["teff"])

@@ -72,6 +72,11 @@ class Observations:
             {k: v[rows].copy() for k, v in self.extra.items()},
         )
 
+    def has_any(self, names) -> np.ndarray:
+        """(n_stars,) True where a star has at least one of ``names`` observed: the stars
+        that a question from those inputs can be asked of."""
+        return np.isfinite(self.values[:, index_of(list(names))]).any(1)
+
     def complete(self, names) -> "Observations":
         """The stars (in order) with every one of ``names`` observed, e.g. every label of
         an inverse problem and the whole XP spectrum."""
