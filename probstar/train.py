@@ -406,7 +406,9 @@ def encoded_outputs(net: ProbStarNet, context: torch.Tensor, context_sigmas: tor
             else v.new_zeros(v.shape[0])
         return h, nll
 
-    if grouped if grouped is not None else not context.is_cuda:
+    if grouped is None:
+        grouped = not context.is_cuda
+    if grouped:
         h, per_star = forward_grouped(outputs, context, context_sigmas, *pixels)
     else:
         h, per_star = outputs(context, context_sigmas, *pixels)

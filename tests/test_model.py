@@ -38,7 +38,7 @@ def test_config_errors_name_the_field():
         ModelConfig(value_frequencies=-1)
 
 
-def test_periodic_value_features_start_from_the_same_answers(tiny_run, tmp_path):
+def test_periodic_value_features_start_from_the_same_answers(tiny_run):
     """Fine-tuned from a model without them, a network with periodic value features
     answers as that model did until it trains; the features do change the answer."""
     source, _, _ = load_checkpoint(tiny_run)

@@ -244,7 +244,9 @@ class ProbStarNet(nn.Module):
         a CPU, where it makes short contexts cheap). The answer is the same either way:
         on a GPU the mask would make the host wait for the device, which costs more."""
         tokens, absent = self.embed(values, sigmas)
-        if drop_absent if drop_absent is not None else not tokens.is_cuda:
+        if drop_absent is None:
+            drop_absent = not tokens.is_cuda
+        if drop_absent:
             used = ~absent.all(0)
             tokens, absent = tokens[:, used], absent[:, used]
         return self.encode(tokens, absent), absent
