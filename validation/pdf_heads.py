@@ -8,6 +8,9 @@
    logg = 3.5 (dwarfs) against the empirical fraction (bar: within 0.05), and the 1-D
    Wasserstein distance between the PDF (20,000 draws) and those stars' labels (bar:
    at most 0.15 dex).
+   How often a right answer would meet that bar against so few stars: n stars drawn
+   from the answer itself (or from the train split's stars in the window), scored the
+   same way, many times over (a parametric bootstrap).
 2. Point accuracy: the robust scatter of each head's median on the whole split
    from XP + colours (the table of validation/accuracy.md), all heads of one model.
 3. Calibration and label noise: coverage of the central 68% and 95% intervals, the
@@ -37,6 +40,7 @@ from probstar.vocab import index_of
 
 TEFFS = (3700.0, 4000.0, 4300.0, 4700.0, 5200.0)
 WINDOW, GIANT_LOGG, N_DRAWS = 50.0, 3.5, 20_000
+MASS_BAR, W1_BAR, N_REPEATS = 0.05, 0.15, 2000
 TARGETS = ("teff", "logg", "fe_h")
 COLOURS = {"mixture": "#1f5fa8", "flow": "#2a9d3a", "gaussian": "#b03030",
            "flow (logg, fe_h)": "#8fd18f", "mixture, not recalibrated": "#8fb3e0"}
@@ -79,9 +83,23 @@ def teff_only_rows(model, stars, train) -> tuple[list[dict], dict]:
             w1 = float(wasserstein_distance(draws, ref))
             rows.append({"teff": t, "head": label, "n": len(ref), "mass": mass,
                          "empirical": empirical, "w1": w1, "peaks": peaks,
-                         "ok": abs(mass - empirical) <= 0.05 and w1 <= 0.15})
+                         "ok": meets_bar(draws, ref), "draws": draws})
         curves[t, "reference"] = ref
     return rows, curves
+
+
+def meets_bar(pdf_draws: np.ndarray, stars_logg: np.ndarray) -> bool:
+    """The issue's bar: dwarf mass within MASS_BAR of the stars' fraction, W1 <= W1_BAR."""
+    mass = np.mean(pdf_draws > GIANT_LOGG) - np.mean(stars_logg > GIANT_LOGG)
+    return abs(mass) <= MASS_BAR and wasserstein_distance(pdf_draws, stars_logg) <= W1_BAR
+
+
+def chance_of_meeting_bar(population: np.ndarray, n: int, seed: int = 0) -> float:
+    """How often the population's own distribution meets the bar against n stars drawn
+    from it: the best any answer can expect from a bin of n held-out stars."""
+    rng = np.random.default_rng(seed)
+    return float(np.mean([meets_bar(population, rng.choice(population, n))
+                          for _ in range(N_REPEATS)]))
 
 
 def calibration_rows(answers: dict, stars) -> list[dict]:
@@ -118,6 +136,54 @@ def plot(curves: dict, heads: list[str], path: Path) -> None:
     axes[0].legend(fontsize=8, frameon=False, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def giant_edge(logg: np.ndarray) -> float:
+    """The 95th percentile of the giants' logg (below GIANT_LOGG)."""
+    return float(np.quantile(logg[logg < GIANT_LOGG], 0.95))
+
+
+def at_most(chances: list[float], k: int) -> float:
+    """P(at most k of independent events with these chances happen)."""
+    counts = np.array([1.0])  # counts[j] = P(j events so far)
+    for c in chances:
+        counts = np.append(counts * (1 - c), 0) + np.append(0, counts * c)
+    return float(counts[:k + 1].sum())
+
+
+def chance_section(rows: list[dict], default: str) -> list[str]:
+    """Section 1b: how often a right answer meets the bar against bins of this size."""
+    reference = f"train split, ±{WINDOW:g} K (no model)"
+    by = {(r["teff"], r["head"]): r for r in rows}
+    met = sum(by[t, default]["ok"] for t in TEFFS)
+    chances = {label: [chance_of_meeting_bar(by[t, label]["draws"], by[t, default]["n"],
+                                             seed=int(t)) for t in TEFFS]
+               for label in (reference, default)}
+    table = [f"| {t:.0f} | {by[t, default]['n']} | {chances[reference][i]:.2f} | "
+             f"{chances[default][i]:.2f} | {'yes' if by[t, default]['ok'] else 'no'} | "
+             f"{giant_edge(by[t, reference]['draws']):.2f} / "
+             f"{giant_edge(by[t, default]['draws']):.2f} |" for i, t in enumerate(TEFFS)]
+    summary = [f"expected {sum(c):.1f}, all five {np.prod(c):.2f}, at most {met}: "
+               f"{at_most(c, met):.2f}" for c in chances.values()]
+    return [
+        "## 1b. How often would a right answer meet this bar?\n",
+        f"A bin of n held-out stars is a sample of its population, so even the population's "
+        f"own distribution misses the bar by chance. Here n stars are drawn (with "
+        f"replacement) {N_REPEATS} times from a stand-in for the population and scored "
+        f"against it as above: \"train split\" takes the train split's stars within "
+        f"±{WINDOW:g} K as the population (no model), \"{default}\" the default answer "
+        f"itself ({N_DRAWS} draws). The fraction of draws meeting the bar is the chance that "
+        f"a perfect answer meets it on this split. The bins are disjoint, so the rows are "
+        f"independent: the last row gives the number of rows a perfect answer meets on "
+        f"average, its chance of meeting all five, and its chance of meeting at most as "
+        f"many as the {default} answer did ({met}). The last column shows where an answer "
+        f"can differ from the population: the 95th percentile of the giants' logg (below "
+        f"{GIANT_LOGG}), where the giant branch ends; few stars lie between it and the "
+        f"dwarfs.\n",
+        f"| Teff (K) | stars in the bin | chance, train split as the truth | chance, "
+        f"{default} as the truth | {default} meets the bar here | giants' 95th percentile, "
+        f"train split / {default} |", "|---|---|---|---|---|---|",
+        *table, f"| rows met | | {summary[0]} | {summary[1]} | {met} | |\n"]
 
 
 def main() -> None:
@@ -160,6 +226,7 @@ def main() -> None:
                    f"{r['empirical']:.3f} | {r['w1']:.3f} | {peaks} | "
                    f"{'yes' if r['ok'] else 'no'} |")
     out.append(f"\n![Teff-only logg PDFs]({Path(args.output).with_suffix('.png').name})\n")
+    out += chance_section(rows, "mixture" if "mixture" in model.heads else model.heads[0])
 
     acc, medians, answers = [], {}, {}
     inputs = stars.only(INPUT_SETS["xp+colours"])
