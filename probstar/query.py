@@ -342,7 +342,9 @@ class Model:
                targets: Sequence[str] = ("teff", "logg", "fe_h"),
                head: str | None = None) -> dict[str, float]:
         """Robust scatter of the posterior median (of ``head``; default: the model's
-        default head) against the labels of ``obs``."""
+        default head) against the labels of ``obs``, for the targets the model was
+        trained to predict (a model trained without [Fe/H] is scored on the others)."""
+        targets = [name for name in targets if name in self.trained_names]
         medians = predicted_medians(self, obs, inputs, targets, head)
         return {name: robust_scatter(obs.column(name), m) for name, m in medians.items()}
 

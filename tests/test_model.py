@@ -390,13 +390,14 @@ def test_dropped_and_input_only_names(train_stars, test_stars, tmp_path):
     warning) only when queries are tied to the embeddings."""
     from probstar import load_model
 
-    cfg = replace(PRESETS["smoke"], epochs=1, batch_size=128, drop_names="alpha_m",
+    cfg = replace(PRESETS["smoke"], epochs=1, batch_size=128, drop_names="alpha_m,fe_h",
                   input_only="bp_rp",
                   model=replace(PRESETS["smoke"].model, tied_queries=True))
     run = train(cfg, train_stars, test_stars.select(slice(0, 50)), tmp_path / "h",
-                progress=False)
+                progress=False)  # (its validation pass scores teff and logg only)
     model = load_model(run)
     assert "alpha_m" not in model.input_names and "alpha_m" not in model.trained_names
+    assert set(model.scores(test_stars.select(slice(0, 50)))) == {"teff", "logg"}
     assert "bp_rp" in model.input_names and "bp_rp" not in model.trained_names
     with pytest.raises(ValueError, match="cannot predict 'alpha_m'"):
         model.posterior({"teff": [4500.0]}, "alpha_m")
