@@ -54,6 +54,8 @@ from probstar.simulate import evidence_weights, simulate
 from probstar.train import PRESETS, train
 from probstar.vocab import index_of
 
+from pdf_heads import giant_edge  # (validation/ is the script's folder)
+
 HERE = Path(__file__).resolve().parent
 SHIPPED = HERE.parent / "probstar" / "models" / "simulated"
 TARGETS = ("teff", "logg", "fe_h")
@@ -236,18 +238,23 @@ def main() -> None:
     out += [f"\n## 2. p(logg | evidence) against the exact conditional ({N_EXACT:,} "
             f"simulated stars, Teff observed +- {TEFF_ERR:g} K)\n",
             "The model's answer is the recalibrated mixture (the default); the same answer "
-            "before recalibration is shown next to it.\n",
+            "before recalibration is shown next to it. The last column is the 95th "
+            f"percentile of the giants' logg (below {GIANT_LOGG}), where the giant branch "
+            "ends: an answer smoothed over Teff puts mass between it and the dwarfs.\n",
             "| evidence | Teff (K) | exact dwarf weight | model dwarf weight | W1 (dex) | "
-            "meets bar | not recalibrated: dwarf weight | W1 | meets bar | effective stars |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "meets bar | not recalibrated: dwarf weight | W1 | meets bar | effective stars | "
+            "giants' 95th percentile, exact / model |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, t, r in rows:
         cells = []
         for key in ("model", "raw"):
             ok = r[f"{key}_w1"] <= 0.1 and abs(r[f"{key}_dwarfs"] - r["exact_dwarfs"]) <= 0.03
             cells.append(f"{r[f'{key}_dwarfs']:.3f} | {r[f'{key}_w1']:.3f} | "
                          f"{'yes' if ok else '**no**'}")
+        edges = " / ".join(f"{giant_edge(r[key]):.2f}" if np.any(r[key] < GIANT_LOGG) else "–"
+                           for key in ("exact", "model"))
         out.append(f"| {label} | {t:.0f} | {r['exact_dwarfs']:.3f} | {cells[0]} | {cells[1]} "
-                   f"| {r['ess']:.0f} |")
+                   f"| {r['ess']:.0f} | {edges} |")
     out += ["\n## 3. Coverage of Teff-only answers per true group: the exact posterior too\n",
             f"{len(by_truth['truth'])} fresh simulated stars, each asked p(logg | Teff) with "
             f"its Teff observed +- {TEFF_ERR:g} K. The exact posterior is calibrated by "
