@@ -209,7 +209,7 @@ def main() -> None:
            "## 1. Teff-only questions: logg\n",
            f"Mass above logg = {GIANT_LOGG} (dwarfs) vs the fraction among held-out stars within "
            f"±{WINDOW:g} K; W1 = Wasserstein distance (dex) between the PDF ({N_DRAWS} draws) "
-           "and those stars' logg. Bar: |mass - fraction| <= 0.05 and W1 <= 0.15. "
+           f"and those stars' logg. Bar: |mass - fraction| <= {MASS_BAR} and W1 <= {W1_BAR}. "
            "\"flow (logg, fe_h)\": the logg of the flow's joint (logg, fe_h) answer; "
            "\"mixture, not recalibrated\": the default answer before its recalibration map "
            "(fitted on every validation star's Teff-only question, it widens the answers and "
