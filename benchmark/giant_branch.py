@@ -14,6 +14,7 @@ deterministic on CPU. A model folder may be any trained run (``runs/NAME``).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -24,16 +25,18 @@ from probstar.query import load_model
 from probstar.recalibration import mixture_arrays
 from probstar.vocab import index_of
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "validation"))
+from pdf_heads import GIANT_LOGG, N_DRAWS, WINDOW, giant_edge, near  # noqa: E402
+
 OUT = Path(__file__).resolve().parent / "results" / "teff_only" / "giant_branch.md"
 TEFFS, ERRORS = (3700.0, 4000.0, 4300.0), (None, 25.0, 150.0, 400.0)
-WINDOW, GIANT_LOGG, GAP, N_DRAWS = 50.0, 3.5, 0.65, 20_000
+GAP = 0.65  # dex above the giants' median where the gap to the dwarfs begins
 
 
 def shape(logg: np.ndarray, giant_median: float) -> str:
     """'95th percentile of the giants / mass in the gap' of some logg values."""
-    giants = logg[logg < GIANT_LOGG]
     gap = np.mean((logg > giant_median + GAP) & (logg < GIANT_LOGG))
-    return f"{np.quantile(giants, 0.95):.2f} / {gap:.3f}"
+    return f"{giant_edge(logg):.2f} / {gap:.3f}"
 
 
 def main() -> None:
@@ -42,10 +45,8 @@ def main() -> None:
     args = p.parse_args()
     t0 = time.perf_counter()
     splits = {split: load_split(split) for split in ("train", "validation")}
-    near = {(split, t): stars.column("logg")[(np.abs(stars.column("teff") - t) <= WINDOW)
-                                             & np.isfinite(stars.column("logg"))]
-            for split, stars in splits.items() for t in TEFFS}
-    median = {t: float(np.median(near["train", t][near["train", t] < GIANT_LOGG]))
+    nearby = {(split, t): near(stars, t) for split, stars in splits.items() for t in TEFFS}
+    median = {t: float(np.median(nearby["train", t][nearby["train", t] < GIANT_LOGG]))
               for t in TEFFS}
     errs = ["none" if e is None else f"{e:g} K" for e in ERRORS]
     out = [f"# Where the Teff-only giant branch ends\n\n`python benchmark/giant_branch.py "
@@ -56,7 +57,7 @@ def main() -> None:
            f"within ±{WINDOW:g} K for reference.\n",
            "| model | Teff (K) | Teff error: " + " | ".join(errs) + " |",
            "|---|---|" + "---|" * len(ERRORS),
-           *[f"| {split} split (no model) | {t:.0f} | {shape(near[split, t], median[t])} |"
+           *[f"| {split} split (no model) | {t:.0f} | {shape(nearby[split, t], median[t])} |"
              + " |" * (len(ERRORS) - 1) for split in splits for t in TEFFS]]
     components = []
     for path in args.models:

@@ -34,13 +34,13 @@ import time
 from pathlib import Path
 
 RECIPE = ["label_errors=true", "p_window=0.5", "dropout=0.05"]
-JOINT = ["spectrum_layers=2", *RECIPE]
-JOINT_V2 = [*JOINT, "p_full_spectrum=0.35", "p_no_spectrum=0.25", "p_labels_only=0.35",
-            "labels_only_max=5", "p_hide_magnitudes=0.3", "label_error_min=0.002", "ema=0.999"]
+SPECTRUM = ["spectrum_layers=2", *RECIPE]
+JOINT = [*SPECTRUM, "p_full_spectrum=0.35", "p_no_spectrum=0.25", "p_labels_only=0.35",
+         "labels_only_max=5"]
+JOINT_V2 = [*JOINT, "p_hide_magnitudes=0.3", "label_error_min=0.002", "ema=0.999"]
 RUNS = {  # name: --set overrides of the gpu preset
-    "joint": [*JOINT, "p_full_spectrum=0.35", "p_no_spectrum=0.25", "p_labels_only=0.35",
-              "labels_only_max=5"],
-    "joint_full": [*JOINT, "p_full_spectrum=0.5", "p_no_spectrum=0.2", "p_labels_only=0.3",
+    "joint": JOINT,
+    "joint_full": [*SPECTRUM, "p_full_spectrum=0.5", "p_no_spectrum=0.2", "p_labels_only=0.3",
                    "labels_only_max=2"],
     # joint, with what the CPU runs found since GPU session 3 (benchmark/NOTES.md): the
     # six magnitudes hidden together in a third of contexts (colours read next to Teff),

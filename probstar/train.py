@@ -358,9 +358,9 @@ def normalized_tensors(obs: Observations, norm: Normalization,
 
 
 def forward_grouped(fn, values: torch.Tensor, sigmas: torch.Tensor,
-                    *rows: torch.Tensor):
-    """``fn(values, sigmas, *rows)`` (a tensor per star, or a tuple of them), contexts
-    without a spectrum run as their own batch.
+                    *rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``fn(values, sigmas, *rows)`` (a tuple of tensors per star), contexts without a
+    spectrum run as their own batch.
 
     On a CPU the network drops tokens that no star of a batch has, so a batch of short
     contexts (a few labels) costs a fraction of one with spectra; the result is the same.
@@ -369,15 +369,12 @@ def forward_grouped(fn, values: torch.Tensor, sigmas: torch.Tensor,
     if short.all() or not short.any():
         return fn(values, sigmas, *rows)
     parts = [fn(values[g], sigmas[g], *(r[g] for r in rows)) for g in (short, ~short)]
-
-    def merged(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    merged = []
+    for a, b in zip(*parts):
         out = a.new_empty(values.shape[0], *a.shape[1:])
         out[short], out[~short] = a, b
-        return out
-
-    if isinstance(parts[0], tuple):
-        return tuple(merged(a, b) for a, b in zip(*parts))
-    return merged(*parts)
+        merged.append(out)
+    return tuple(merged)
 
 
 def encoded_outputs(net: ProbStarNet, context: torch.Tensor, context_sigmas: torch.Tensor,

@@ -284,7 +284,7 @@ def test_dropping_absent_tokens_and_grouping_change_no_answer():
     v[:3, N_SCALARS:] = torch.nan  # three stars without a spectrum
     query = torch.arange(4)
     with torch.no_grad():
-        grouped = forward_grouped(lambda a, b: net(a, b, query), v, s)
+        grouped, = forward_grouped(lambda a, b: (net(a, b, query),), v, s)
         alone = torch.cat([net(v[i:i + 1], s[i:i + 1], query) for i in range(6)])
         kept = net.decode(*net.memory(v, s, drop_absent=False), query)  # (a GPU's way)
     torch.testing.assert_close(grouped, alone, atol=1e-5, rtol=1e-5)

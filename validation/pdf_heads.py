@@ -79,19 +79,29 @@ def teff_only_rows(model, stars, train) -> tuple[list[dict], dict]:
             curves[t, label] = (x, post.pdf("logg", x)[0])
             found[label] = (draws, post.modes("logg")[0])
         for label, (draws, peaks) in found.items():
-            mass = float(np.mean(draws > GIANT_LOGG))
-            w1 = float(wasserstein_distance(draws, ref))
+            mass, w1 = bar_scores(draws, ref)
             rows.append({"teff": t, "head": label, "n": len(ref), "mass": mass,
                          "empirical": empirical, "w1": w1, "peaks": peaks,
-                         "ok": meets_bar(draws, ref), "draws": draws})
+                         "ok": within_bar(mass - empirical, w1), "draws": draws})
         curves[t, "reference"] = ref
     return rows, curves
 
 
-def meets_bar(pdf_draws: np.ndarray, stars_logg: np.ndarray) -> bool:
+def bar_scores(pdf_draws: np.ndarray, stars_logg: np.ndarray) -> tuple[float, float]:
+    """The answer's dwarf mass and its W1 distance (dex) to the stars' logg."""
+    return (float(np.mean(pdf_draws > GIANT_LOGG)),
+            float(wasserstein_distance(pdf_draws, stars_logg)))
+
+
+def within_bar(mass_error: float, w1: float) -> bool:
     """The issue's bar: dwarf mass within MASS_BAR of the stars' fraction, W1 <= W1_BAR."""
-    mass = np.mean(pdf_draws > GIANT_LOGG) - np.mean(stars_logg > GIANT_LOGG)
-    return abs(mass) <= MASS_BAR and wasserstein_distance(pdf_draws, stars_logg) <= W1_BAR
+    return abs(mass_error) <= MASS_BAR and w1 <= W1_BAR
+
+
+def meets_bar(pdf_draws: np.ndarray, stars_logg: np.ndarray) -> bool:
+    """Whether an answer (its draws) meets the bar against these stars."""
+    mass, w1 = bar_scores(pdf_draws, stars_logg)
+    return within_bar(mass - np.mean(stars_logg > GIANT_LOGG), w1)
 
 
 def chance_of_meeting_bar(population: np.ndarray, n: int, seed: int = 0) -> float:
