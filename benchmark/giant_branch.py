@@ -1,6 +1,7 @@
 """Where does the Teff-only answer's giant branch end? (benchmark/NOTES.md, issue 3)
 
-    python benchmark/giant_branch.py [--models DIR ...]   # writes results/teff_only/giant_branch.md
+    python benchmark/giant_branch.py [--models DIR ...] [--output FILE]
+    # default output: results/teff_only/giant_branch.md
 
 Given only Teff, the real model's logg answer has a giant and a dwarf peak. For each
 model and Teff: the 95th percentile of the giants' logg (below 3.5) and the mass lying
@@ -42,6 +43,7 @@ def shape(logg: np.ndarray, giant_median: float) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="*", default=["probstar/models/default"])
+    p.add_argument("--output", type=Path, default=OUT)
     args = p.parse_args()
     t0 = time.perf_counter()
     splits = {split: load_split(split) for split in ("train", "validation")}
@@ -49,8 +51,9 @@ def main() -> None:
     median = {t: float(np.median(nearby["train", t][nearby["train", t] < GIANT_LOGG]))
               for t in TEFFS}
     errs = ["none" if e is None else f"{e:g} K" for e in ERRORS]
-    out = [f"# Where the Teff-only giant branch ends\n\n`python benchmark/giant_branch.py "
-           f"--models {' '.join(args.models)}`\n",
+    command = f"python benchmark/giant_branch.py --models {' '.join(args.models)}" + (
+        "" if args.output == OUT else f" --output {args.output}")
+    out = [f"# Where the Teff-only giant branch ends\n\n`{command}`\n",
            f"Each cell: 95th percentile of the giants' logg (< {GIANT_LOGG}) / mass more than "
            f"{GAP} dex above the train split's giant median and below {GIANT_LOGG}. Raw "
            f"mixture answers ({N_DRAWS} draws); the train and validation splits' stars "
@@ -79,8 +82,8 @@ def main() -> None:
     out += ["\nThe raw mixture's components given Teff alone (no error): mean ± sd (weight), "
             "logg.\n", "| model | Teff (K) | components |", "|---|---|---|", *components,
             f"\n{time.perf_counter() - t0:.0f} s."]
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text("\n".join(out) + "\n")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(out) + "\n")
     print("\n".join(out))
 
 

@@ -19,6 +19,10 @@ for every target). The context recipe:
   kept with the star's probability u, or (``labels_only_max``) 1 to that many of those
   the star has (picking among all five gave empty contexts, mostly of hot stars without
   some labels: the shipped real model, trained so, says Teff ~ 9,000 K to one);
+  With ``labels_only_photometry`` off, a context that shows labels (or A_K) and nothing
+  else is scored on the labels and A_K alone, not on the photometry: predicting
+  magnitudes from Teff alone, a question of distance, smooths the Teff-only answer
+  for logg (the giant branch ends too high; benchmark/NOTES.md);
 - with probability ``p_few_scalars`` the context is 1 to ``few_scalars_max`` random
   scalars of any kind (labels, magnitudes, colours, parallax), no spectrum: "Teff and
   two colours" is otherwise a rare context (benchmark/input_information.md);
@@ -77,8 +81,8 @@ from .model.network import N_PIXELS, N_SCALARS, ModelConfig, ProbStarNet
 from .model.spectrum import SpectrumHead
 from .vocab import LABEL_NAMES, NAMES, Normalization, index_of
 
-__all__ = ["TrainConfig", "PRESETS", "train", "sample_context", "errors_seen", "joint_subsets",
-           "head_losses", "moving_average"]
+__all__ = ["TrainConfig", "PRESETS", "train", "sample_context", "shows_labels_only",
+           "scored_targets", "errors_seen", "joint_subsets", "head_losses", "moving_average"]
 
 CHUNK = 7  # pixels per masking chunk (343 = 49 x 7)
 LABELS = index_of(LABEL_NAMES)  # vocabulary columns of teff, logg, fe_h, alpha_m
@@ -108,6 +112,8 @@ class TrainConfig:
     p_labels_only: float = 0.0
     labels_only_max: int = 0  # labels-only contexts show 1..this many parameters (0: each
     # parameter kept with the star's keep probability u)
+    labels_only_photometry: bool = True  # contexts showing only labels are also scored on
+    # the photometry (False: on the labels and A_K alone; see the recipe)
     p_few_scalars: float = 0.0  # contexts of 1..few_scalars_max random scalars only
     few_scalars_max: int = 4
     label_errors: bool = False  # labels as inputs: synthetic errors or none (see recipe)
@@ -270,6 +276,25 @@ def sample_context(values: torch.Tensor, sigmas: torch.Tensor, cfg: TrainConfig,
         values[:, LABELS] += torch.where(with_error, noise, 0.0)
         sigmas[:, LABELS] = torch.where(with_error, synthetic, torch.nan)
     return values, sigmas
+
+
+def shows_labels_only(context: torch.Tensor) -> torch.Tensor:
+    """Which contexts (B, V), NaN = hidden, show labels or A_K and nothing else (B,)."""
+    shown = torch.isfinite(context)
+    mask = PARAMETER_MASK.to(context.device)
+    return shown[:, mask].any(1) & ~shown[:, ~mask].any(1)
+
+
+def scored_targets(context: torch.Tensor, y: torch.Tensor, trained: torch.Tensor,
+                   labels_only_photometry: bool = True) -> torch.Tensor:
+    """Which targets (B, T) of the columns ``trained`` (T,) a step scores: those the star
+    has (``y`` finite) that its context (B, V) hides; without ``labels_only_photometry``,
+    of a context showing labels only, just the labels and A_K."""
+    hidden = torch.isfinite(y) & ~torch.isfinite(context[:, trained])
+    if not labels_only_photometry:
+        label_target = PARAMETER_MASK.to(y.device)[trained]
+        hidden &= ~(shows_labels_only(context)[:, None] & ~label_target)
+    return hidden
 
 
 def errors_seen(values: torch.Tensor, sigmas: torch.Tensor,
@@ -629,7 +654,7 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
             losses = {}
             if scalars_train:
                 y, var = targets_y[idx], targets_var[idx]
-                hidden = torch.isfinite(y) & ~torch.isfinite(context[:, trained])
+                hidden = scored_targets(context, y, trained, cfg.labels_only_photometry)
                 losses = head_losses(net, h, torch.nan_to_num(y), var, hidden, joint, g,
                                      ~torch.isfinite(y))
             if spectrum_trains:
