@@ -31,6 +31,7 @@ from pdf_heads import GIANT_LOGG, N_DRAWS, WINDOW, giant_edge, near  # noqa: E40
 
 OUT = Path(__file__).resolve().parent / "results" / "teff_only" / "giant_branch.md"
 TEFFS, ERRORS = (3700.0, 4000.0, 4300.0), (None, 25.0, 150.0, 400.0)
+LABELS, PHOTOMETRY = ("teff", "logg", "fe_h"), ("g", "bp_rp", "j_k")
 GAP = 0.65  # dex above the giants' median where the gap to the dwarfs begins
 
 
@@ -62,9 +63,13 @@ def main() -> None:
            "|---|---|" + "---|" * len(ERRORS),
            *[f"| {split} split (no model) | {t:.0f} | {shape(nearby[split, t], median[t])} |"
              + " |" * (len(ERRORS) - 1) for split in splits for t in TEFFS]]
-    components = []
+    components, photometry = [], []
     for path in args.models:
         model = load_model(path)
+        if set(PHOTOMETRY) & set(model.trained_names):
+            scores = model.scores(splits["validation"], LABELS, PHOTOMETRY)
+            photometry.append(f"| {path} | " + " | ".join(
+                f"{scores[n]:.3f}" if n in scores else "" for n in PHOTOMETRY) + " |")
         for t in TEFFS:
             cells = []
             for e in ERRORS:
@@ -81,7 +86,11 @@ def main() -> None:
             out.append(f"| {path} | {t:.0f} | " + " | ".join(cells) + " |")
     out += ["\nThe raw mixture's components given Teff alone (no error): mean ± sd (weight), "
             "logg.\n", "| model | Teff (K) | components |", "|---|---|---|", *components,
-            f"\n{time.perf_counter() - t0:.0f} s."]
+            "\nWhat the photometry answers cost: robust scatter (mag) of the median "
+            "answer against the validation split's photometry, given Teff, logg and [Fe/H] "
+            "(models that predict them).\n",
+            "| model | " + " | ".join(PHOTOMETRY) + " |", "|---|" + "---|" * len(PHOTOMETRY),
+            *photometry, f"\n{time.perf_counter() - t0:.0f} s."]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(out) + "\n")
     print("\n".join(out))

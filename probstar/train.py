@@ -19,10 +19,6 @@ for every target). The context recipe:
   kept with the star's probability u, or (``labels_only_max``) 1 to that many of those
   the star has (picking among all five gave empty contexts, mostly of hot stars without
   some labels: the shipped real model, trained so, says Teff ~ 9,000 K to one);
-  With ``labels_only_photometry`` off, a context that shows labels (or A_K) and nothing
-  else is scored on the labels and A_K alone, not on the photometry: predicting
-  magnitudes from Teff alone, a question of distance, smooths the Teff-only answer
-  for logg (the giant branch ends too high; benchmark/NOTES.md);
 - with probability ``p_few_scalars`` the context is 1 to ``few_scalars_max`` random
   scalars of any kind (labels, magnitudes, colours, parallax), no spectrum: "Teff and
   two colours" is otherwise a rare context (benchmark/input_information.md);
@@ -46,9 +42,12 @@ for every target). The context recipe:
 The loss sums the heads' negative log-likelihoods of the noisy labels: each marginal
 head scores every hidden label (the label's variance convolved in); the flow head
 scores one random subset (1 to 4 names) of each star's hidden labels jointly, on the
-mixture head's PDFs of those names as its (fixed) base. A model with a spectrum head
-also scores every hidden observed pixel (``SpectrumHead.loss``, flux noise convolved
-in; a trunk frozen with ``train_only="spectrum"`` trains that head alone). AdamW,
+mixture head's PDFs of those names as its (fixed) base. The 1-D heads weigh each
+photometric target (magnitudes, colours) by ``photometry_weight``: at full weight,
+learning them smooths the Teff-only answer for logg, whose giant branch then ends too
+high (benchmark/NOTES.md). A model with a spectrum head also scores every hidden
+observed pixel (``SpectrumHead.loss``, flux noise convolved in; a trunk frozen with
+``train_only="spectrum"`` trains that head alone). AdamW,
 linear warm-up then cosine decay; with ``ema`` the weights evaluated and saved are an
 exponential moving average of the trained ones (the optimizer steps the raw weights).
 ``init_from`` starts from the weights (those whose names and shapes match) and the
@@ -81,8 +80,8 @@ from .model.network import N_PIXELS, N_SCALARS, ModelConfig, ProbStarNet
 from .model.spectrum import SpectrumHead
 from .vocab import LABEL_NAMES, NAMES, Normalization, index_of
 
-__all__ = ["TrainConfig", "PRESETS", "train", "sample_context", "shows_labels_only",
-           "scored_targets", "errors_seen", "joint_subsets", "head_losses", "moving_average"]
+__all__ = ["TrainConfig", "PRESETS", "train", "sample_context", "errors_seen", "joint_subsets",
+           "head_losses", "moving_average"]
 
 CHUNK = 7  # pixels per masking chunk (343 = 49 x 7)
 LABELS = index_of(LABEL_NAMES)  # vocabulary columns of teff, logg, fe_h, alpha_m
@@ -112,8 +111,8 @@ class TrainConfig:
     p_labels_only: float = 0.0
     labels_only_max: int = 0  # labels-only contexts show 1..this many parameters (0: each
     # parameter kept with the star's keep probability u)
-    labels_only_photometry: bool = True  # contexts showing only labels are also scored on
-    # the photometry (False: on the labels and A_K alone; see the recipe)
+    photometry_weight: float = 1.0  # loss weight of every target but the labels and A_K
+    # (magnitudes, colours, parallax) against their 1 (see the recipe)
     p_few_scalars: float = 0.0  # contexts of 1..few_scalars_max random scalars only
     few_scalars_max: int = 4
     label_errors: bool = False  # labels as inputs: synthetic errors or none (see recipe)
@@ -155,6 +154,9 @@ class TrainConfig:
                              f"{self.few_scalars_max}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"TrainConfig.ema must be in [0, 1), got {self.ema}")
+        if self.photometry_weight < 0:
+            raise ValueError("TrainConfig.photometry_weight must be >= 0, got "
+                             f"{self.photometry_weight}")
         if not 0 < self.label_error_min < 0.5:
             raise ValueError("TrainConfig.label_error_min must be in (0, 0.5), got "
                              f"{self.label_error_min}")
@@ -276,25 +278,6 @@ def sample_context(values: torch.Tensor, sigmas: torch.Tensor, cfg: TrainConfig,
         values[:, LABELS] += torch.where(with_error, noise, 0.0)
         sigmas[:, LABELS] = torch.where(with_error, synthetic, torch.nan)
     return values, sigmas
-
-
-def shows_labels_only(context: torch.Tensor) -> torch.Tensor:
-    """Which contexts (B, V), NaN = hidden, show labels or A_K and nothing else (B,)."""
-    shown = torch.isfinite(context)
-    mask = PARAMETER_MASK.to(context.device)
-    return shown[:, mask].any(1) & ~shown[:, ~mask].any(1)
-
-
-def scored_targets(context: torch.Tensor, y: torch.Tensor, trained: torch.Tensor,
-                   labels_only_photometry: bool = True) -> torch.Tensor:
-    """Which targets (B, T) of the columns ``trained`` (T,) a step scores: those the star
-    has (``y`` finite) that its context (B, V) hides; without ``labels_only_photometry``,
-    of a context showing labels only, just the labels and A_K."""
-    hidden = torch.isfinite(y) & ~torch.isfinite(context[:, trained])
-    if not labels_only_photometry:
-        label_target = PARAMETER_MASK.to(y.device)[trained]
-        hidden &= ~(shows_labels_only(context)[:, None] & ~label_target)
-    return hidden
 
 
 def errors_seen(values: torch.Tensor, sigmas: torch.Tensor,
@@ -440,12 +423,14 @@ def encoded_outputs(net: ProbStarNet, context: torch.Tensor, context_sigmas: tor
 
 def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.Tensor,
                 hidden: torch.Tensor, joint: torch.Tensor, g: torch.Generator,
-                missing: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                missing: torch.Tensor | None = None,
+                weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Mean negative log-likelihood per label dimension of each head, on hidden labels.
 
     ``h`` (B, Q, dim) decoder features of the target columns, ``y``/``var`` their labels
     and label variances, ``hidden`` which labels count, ``joint`` the columns the flow
-    head models. ``missing``: labels the data lacks. The flow scores them too, as a draw
+    head models. ``weight`` (Q,): each column's weight in the marginal heads' mean (1 by
+    default). ``missing``: labels the data lacks. The flow scores them too, as a draw
     from the mixture's answer: without them a flow over (teff, logg, fe_h) would never
     see a star that has no [Fe/H] label (ASPCAP gives none above ~7000 K) and would
     extrapolate there; with them it learns, for such stars, no dependence beyond the
@@ -455,7 +440,8 @@ def head_losses(net: ProbStarNet, h: torch.Tensor, y: torch.Tensor, var: torch.T
     for name, head in net.outputs.items():
         if name in MARGINAL_HEADS:
             nll = head.loss(h, y, var)
-            losses[name] = (nll * hidden).sum() / hidden.sum().clamp(min=1)
+            weighted = hidden if weight is None else hidden * weight
+            losses[name] = (nll * weighted).sum() / hidden.sum().clamp(min=1)
             continue
         scored, eligible = y, hidden
         if missing is not None and missing.any():  # (no draw, no change to the generator's
@@ -609,6 +595,8 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
     targets[_names(cfg.input_only)] = False
     trained = targets.nonzero().flatten()
     targets_y, targets_var = values[:, trained], torch.nan_to_num(sigmas[:, trained]) ** 2
+    target_weight = None if cfg.photometry_weight == 1 else torch.where(
+        PARAMETER_MASK.to(device)[trained], 1.0, cfg.photometry_weight)
     joint = torch.tensor([i for i, t in enumerate(trained.tolist())
                           if NAMES[t] in cfg.model.joint_names], device=device)
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr,
@@ -654,9 +642,9 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
             losses = {}
             if scalars_train:
                 y, var = targets_y[idx], targets_var[idx]
-                hidden = scored_targets(context, y, trained, cfg.labels_only_photometry)
+                hidden = torch.isfinite(y) & ~torch.isfinite(context[:, trained])
                 losses = head_losses(net, h, torch.nan_to_num(y), var, hidden, joint, g,
-                                     ~torch.isfinite(y))
+                                     ~torch.isfinite(y), target_weight)
             if spectrum_trains:
                 losses["spectrum"] = spectrum
             loss = sum(losses.values())

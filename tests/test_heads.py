@@ -211,3 +211,23 @@ def test_flow_loss_scores_missing_labels_as_mixture_draws():
                           missing=~none)
     assert plain["flow"] == 0 and imputed["flow"] != 0 and torch.isfinite(imputed["flow"])
     assert imputed["mixture"] == plain["mixture"] == 0
+
+
+def test_target_weights_scale_the_marginal_losses_only():
+    """A column's weight scales its share of the 1-D heads' mean NLL (the count of scored
+    labels stays the divisor); the flow's loss does not change."""
+    net = ProbStarNet(TINY)
+    h, y, var = torch.randn(8, 3, 16), torch.randn(8, 3), torch.zeros(8, 3)
+    hidden, joint = torch.ones(8, 3, dtype=torch.bool), torch.arange(2)
+
+    def losses(weight=None, scored=hidden):
+        return head_losses(net, h, y, var, scored, joint, torch.Generator().manual_seed(0),
+                           weight=weight)
+
+    plain, ones = losses(), losses(torch.ones(3))
+    no_third = losses(torch.tensor([1.0, 1.0, 0.0]))
+    without = losses(scored=hidden & (torch.arange(3) < 2))
+    for head in ("gaussian", "mixture"):
+        torch.testing.assert_close(ones[head], plain[head])
+        torch.testing.assert_close(no_third[head], without[head] * 2 / 3)
+    torch.testing.assert_close(no_third["flow"], plain["flow"])

@@ -12,7 +12,7 @@ from probstar.checkpoint import CheckpointError, load_checkpoint
 from probstar.model import ModelConfig, ProbStarNet
 from probstar.model.network import N_PIXELS, N_SCALARS
 from probstar.train import PRESETS, TrainConfig, _init_from, _scored_head, moving_average, \
-    sample_context, scored_targets, shows_labels_only, train
+    sample_context, train
 from probstar.vocab import NAMES, index_of
 
 SMALL = ModelConfig(dim=32, heads=2, encoder_layers=1, decoder_layers=1, region_hidden=16)
@@ -124,26 +124,6 @@ def test_labels_only_contexts_show_the_parameters_a_star_has():
     cfg = replace(PRESETS["smoke"], p_labels_only=1.0, labels_only_max=2)
     ctx, _ = sample_context(v, torch.full_like(v, 0.1), cfg, torch.Generator().manual_seed(5))
     assert torch.isfinite(ctx[:, index_of("teff")[0]]).all()
-
-
-def test_labels_only_contexts_can_skip_the_photometry():
-    """Without labels_only_photometry, a context of labels (or A_K) alone is scored on the
-    labels and A_K only; a context with anything else, or nothing, on every hidden name."""
-    y = torch.zeros(5, len(NAMES))
-    context = torch.full_like(y, torch.nan)
-    context[0, index_of("teff")] = 0.1  # Teff alone
-    context[1, index_of(["teff", "ak"])] = 0.1  # labels and A_K
-    context[2, index_of(["teff", "g"])] = 0.1  # Teff and a magnitude
-    context[3, N_SCALARS:] = 0.1  # a spectrum; row 4 shows nothing
-    assert shows_labels_only(context).tolist() == [True, True, False, False, False]
-    trained = torch.arange(N_SCALARS)
-    everything = scored_targets(context, y[:, :N_SCALARS], trained)
-    labels = scored_targets(context, y[:, :N_SCALARS], trained, labels_only_photometry=False)
-    photometry = torch.tensor(index_of(["j", "bp_rp", "j_k"]))
-    assert everything[:, photometry].all() and not labels[:2, photometry].any()
-    assert labels[2:].equal(everything[2:])
-    logg = index_of("logg")[0]
-    assert labels[:, logg].all() and not labels[0, index_of("teff")[0]]
 
 
 def test_few_scalar_contexts_show_a_handful_of_any_scalars():
@@ -293,6 +273,8 @@ def test_train_config_validation():
         TrainConfig(label_error_min=0.0)
     with pytest.raises(ValueError, match="few_scalars_max"):
         TrainConfig(p_few_scalars=0.2, few_scalars_max=0)
+    with pytest.raises(ValueError, match="photometry_weight"):
+        TrainConfig(photometry_weight=-0.5)
 
 
 def test_dropping_absent_tokens_and_grouping_change_no_answer():
