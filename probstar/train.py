@@ -43,8 +43,8 @@ The loss sums the heads' negative log-likelihoods of the noisy labels: each marg
 head scores every hidden label (the label's variance convolved in); the flow head
 scores one random subset (1 to 4 names) of each star's hidden labels jointly, on the
 mixture head's PDFs of those names as its (fixed) base. The 1-D heads weigh each
-photometric target (magnitudes, colours) by ``photometry_weight``: at full weight,
-learning them smooths the Teff-only answer for logg, whose giant branch then ends too
+target but the labels and A_K (magnitudes, colours, parallax) by ``photometry_weight``:
+at full weight, learning them smooths the Teff-only answer for logg, whose giant branch then ends too
 high (benchmark/NOTES.md). A model with a spectrum head also scores every hidden
 observed pixel (``SpectrumHead.loss``, flux noise convolved in; a trunk frozen with
 ``train_only="spectrum"`` trains that head alone). AdamW,
