@@ -44,11 +44,11 @@ head scores every hidden label (the label's variance convolved in); the flow hea
 scores one random subset (1 to 4 names) of each star's hidden labels jointly, on the
 mixture head's PDFs of those names as its (fixed) base. The 1-D heads weigh each
 target but the labels and A_K (magnitudes, colours, parallax) by ``photometry_weight``:
-at full weight, learning them smooths the Teff-only answer for logg, whose giant branch then ends too
-high (benchmark/NOTES.md). A model with a spectrum head also scores every hidden
-observed pixel (``SpectrumHead.loss``, flux noise convolved in; a trunk frozen with
-``train_only="spectrum"`` trains that head alone). AdamW,
-linear warm-up then cosine decay; with ``ema`` the weights evaluated and saved are an
+at full weight, learning them smooths the Teff-only answer for logg, whose giant branch
+then ends too high (benchmark/NOTES.md). A model with a spectrum head also scores every
+hidden observed pixel (``SpectrumHead.loss``, flux noise convolved in; a trunk frozen
+with ``train_only="spectrum"`` trains that head alone). AdamW, linear warm-up then
+cosine decay; with ``ema`` the weights evaluated and saved are an
 exponential moving average of the trained ones (the optimizer steps the raw weights).
 ``init_from`` starts from the weights (those whose names and shapes match) and the
 normalisation of a trained model: fine-tuning. Every ``checkpoint_every`` epochs the
