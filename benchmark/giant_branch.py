@@ -64,8 +64,10 @@ def main() -> None:
            *[f"| {split} split (no model) | {t:.0f} | {shape(nearby[split, t], median[t])} |"
              + " |" * (len(ERRORS) - 1) for split in splits for t in TEFFS]]
     components, photometry = [], []
+    logg = index_of("logg")[0]
     for path in args.models:
         model = load_model(path)
+        loc, scale = model.normalization.loc[logg], model.normalization.scale[logg]
         if set(PHOTOMETRY) & set(model.trained_names):
             scores = model.scores(splits["validation"], LABELS, PHOTOMETRY)
             photometry.append(f"| {path} | " + " | ".join(
@@ -78,8 +80,6 @@ def main() -> None:
                 cells.append(shape(post.sample(N_DRAWS, seed=0)[:, 0, 0], median[t]))
                 if e is None:
                     w, mu, sd = (a[0, 0] for a in mixture_arrays(post))
-                    i = index_of("logg")[0]
-                    loc, scale = model.normalization.loc[i], model.normalization.scale[i]
                     comps = ", ".join(f"{m * scale + loc:.2f} ± {s * scale:.2f} ({x:.3f})"
                                       for x, m, s in sorted(zip(w, mu, sd), key=lambda c: c[1]))
                     components.append(f"| {path} | {t:.0f} | {comps} |")

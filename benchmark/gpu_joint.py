@@ -11,7 +11,7 @@
 - ``joint_v3`` (the default): ``joint_v2`` with ``photometry_weight=0.25``, which on
   2 cores lets the network learn where the Teff-only giant branch ends.
 - ``joint_v2_b2048``, ``joint_v2_b4096``: ``joint_v2`` at larger batches, which cost
-  about the same per step; the default, side by side.
+  about the same per step, side by side.
 - ``holdout``: queries tied to the input embeddings, ``alpha_m`` removed from the data
   and ``bp_rp`` shown but never a target: the base of the unseen-request and fine-tuning
   experiments (``validation/unseen.py``, ``validation/finetune.py``).
@@ -49,12 +49,12 @@ RUNS = {  # name: --set overrides of the gpu preset
     # label errors down to 2 K (the limit of a negligible error), averaged weights
     # (JOINT_V2, above)
     "joint_v2": JOINT_V2,
-    # joint_v2 at larger batches: a step is host-bound on the GPU (GPU session 5: 4-6
-    # steps/s at batch 1024, 45 epochs in a lease), so a larger batch buys epochs
     # joint_v2 with the photometry targets at a quarter of the labels' weight: at full
     # weight they smooth the Teff-only giant branch (benchmark/NOTES.md, "Where the
     # Teff-only giant branch ends"); the next GPU session's candidate
     "joint_v3": [*JOINT_V2, "photometry_weight=0.25"],
+    # joint_v2 at larger batches: a step is host-bound on the GPU (GPU session 5: 4-6
+    # steps/s at batch 1024, 45 epochs in a lease), so a larger batch buys epochs
     "joint_v2_b2048": [*JOINT_V2, "batch_size=2048", "lr=7e-4"],
     "joint_v2_b4096": [*JOINT_V2, "batch_size=4096", "lr=1e-3"],
     "holdout": [*RECIPE, "tied_queries=true", "outputs=gaussian,mixture",

@@ -48,10 +48,10 @@ at full weight, learning them smooths the Teff-only answer for logg, whose giant
 then ends too high (benchmark/NOTES.md). A model with a spectrum head also scores every
 hidden observed pixel (``SpectrumHead.loss``, flux noise convolved in; a trunk frozen
 with ``train_only="spectrum"`` trains that head alone). AdamW, linear warm-up then
-cosine decay; with ``ema`` the weights evaluated and saved are an
-exponential moving average of the trained ones (the optimizer steps the raw weights).
-``init_from`` starts from the weights (those whose names and shapes match) and the
-normalisation of a trained model: fine-tuning. Every ``checkpoint_every`` epochs the
+cosine decay; with ``ema`` the weights evaluated and saved are an exponential moving
+average of the trained ones (the optimizer steps the raw weights). ``init_from`` starts
+from the weights (those whose names and shapes match) and the normalisation of a
+trained model: fine-tuning. Every ``checkpoint_every`` epochs the
 run folder gets, each file written atomically: the model (safetensors + config JSON),
 the best-on-validation model in ``best/``, the learning curve, and ``train_state.pt``
 (weights, optimizer and RNG state of the same epoch, loaded with ``weights_only=True``),
