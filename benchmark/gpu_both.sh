@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One GPU lease (<= 10 min): the real joint model (benchmark/gpu_joint.py, run joint_v3;
-# GPU session 5 ran joint_v2, which smooths the Teff-only giant branch: benchmark/NOTES.md)
+# One GPU lease (<= 10 min): the real joint model (benchmark/gpu_joint.py, run joint_v4:
+# no flow head, which trains afterwards on CPU with benchmark/retrain_flow.sh; GPU session 5
+# ran joint_v2, which smooths the Teff-only giant branch: benchmark/NOTES.md)
 # and the simulated model (benchmark/gpu_simulated.py, run sim_gpu_hidemag) trained side
 # by side, then runs, logs and learning curves packed into OUT as 15 MB pieces of one tar
 # archive (the device tool brings back at most 8 files). GPU session 5 ran, on one H200:
@@ -13,7 +14,7 @@ out=$1
 mkdir -p "$out/logs"
 export PYTHONUNBUFFERED=1
 nvidia-smi > "$out/logs/nvidia-smi.txt" 2>&1
-PROBSTAR_CACHE=.gpu timeout 540 python3 benchmark/gpu_joint.py --runs joint_v3 --seconds 380 \
+PROBSTAR_CACHE=.gpu timeout 540 python3 benchmark/gpu_joint.py --runs joint_v4 --seconds 380 \
     --out "$out/logs/joint" > "$out/logs/joint.log" 2>&1 &
 PROBSTAR_CACHE=.gpu_sim timeout 540 python3 benchmark/gpu_simulated.py --runs sim_gpu_hidemag \
     --seconds 340 --out "$out/logs/sim" > "$out/logs/sim.log" 2>&1 &

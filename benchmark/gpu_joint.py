@@ -8,8 +8,13 @@
   label errors down to 2 K, averaged weights). GPU session 3 ran ``--runs joint
   joint_full holdout``; session 5 ``joint_v2`` (45 epochs in 380 s: a step is host-bound,
   4-6 per second).
-- ``joint_v3`` (the default): ``joint_v2`` with ``photometry_weight=0.25``, which on
-  2 cores lets the network learn where the Teff-only giant branch ends.
+- ``joint_v3``: ``joint_v2`` with ``photometry_weight=0.25``, which on 2 cores lets
+  the network learn where the Teff-only giant branch ends.
+- ``joint_v4`` (the default): ``joint_v3`` without the flow head, which is trained
+  afterwards on the fixed network on 2 CPU cores (``benchmark/retrain_flow.sh OUT
+  RUN/best``, as the shipped flow was). The flow's loss dispatches 73% of a step's
+  operators (``python benchmark/step_operators.py``), and a step here is host-bound, so
+  the lease buys ~3.6x fewer operators per step.
 - ``joint_v2_b2048``, ``joint_v2_b4096``: ``joint_v2`` at larger batches, which cost
   about the same per step, side by side.
 - ``holdout``: queries tied to the input embeddings, ``alpha_m`` removed from the data
@@ -40,6 +45,7 @@ SPECTRUM = ["spectrum_layers=2", *RECIPE]
 JOINT = [*SPECTRUM, "p_full_spectrum=0.35", "p_no_spectrum=0.25", "p_labels_only=0.35",
          "labels_only_max=5"]
 JOINT_V2 = [*JOINT, "p_hide_magnitudes=0.3", "label_error_min=0.002", "ema=0.999"]
+JOINT_V3 = [*JOINT_V2, "photometry_weight=0.25"]
 RUNS = {  # name: --set overrides of the gpu preset
     "joint": JOINT,
     "joint_full": [*SPECTRUM, "p_full_spectrum=0.5", "p_no_spectrum=0.2", "p_labels_only=0.3",
@@ -51,8 +57,12 @@ RUNS = {  # name: --set overrides of the gpu preset
     "joint_v2": JOINT_V2,
     # joint_v2 with the photometry targets at a quarter of the labels' weight: at full
     # weight they smooth the Teff-only giant branch (benchmark/NOTES.md, "Where the
-    # Teff-only giant branch ends"); the next GPU session's candidate
-    "joint_v3": [*JOINT_V2, "photometry_weight=0.25"],
+    # Teff-only giant branch ends")
+    "joint_v3": JOINT_V3,
+    # joint_v3 without the flow head, most of a host-bound step's operators (9,744 of a
+    # step's forward and backward ones, 2,668 without it: benchmark/step_operators.py);
+    # the flow trains on the fixed network afterwards, on CPU (benchmark/retrain_flow.sh)
+    "joint_v4": [*JOINT_V3, "outputs=gaussian,mixture"],
     # joint_v2 at larger batches: a step is host-bound on the GPU (GPU session 5: 4-6
     # steps/s at batch 1024, 45 epochs in a lease), so a larger batch buys epochs
     "joint_v2_b2048": [*JOINT_V2, "batch_size=2048", "lr=7e-4"],
@@ -82,7 +92,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
     p.add_argument("--seconds", type=float, default=380, help="training time of each run")
-    p.add_argument("--runs", nargs="+", default=["joint_v3"],
+    p.add_argument("--runs", nargs="+", default=["joint_v4"],
                    choices=list(RUNS))
     args = p.parse_args()
     out, folder = Path(args.out), Path("runs/gpu_joint")

@@ -6,14 +6,16 @@
 # of finetune_pdf_heads.sh, the weights scored and saved being a moving average of the
 # trained ones over ~3 epochs (ema=0.995; benchmark/NOTES.md, "Averaged flow weights");
 # the epoch with the best joint log density on the validation split is kept (OUT/best).
-# That folder then takes the shipped model's recalibration maps (fitted on the mixture's
-# answers), spectrum widths and likelihood temperature (the spectrum head's): the weights
-# they belong to are checked to be bit-identical.
-# Usage: bash benchmark/retrain_flow.sh OUT_FOLDER   (~30 min on 2 cores; deterministic)
+# That folder then takes the base model's recalibration maps (fitted on the mixture's
+# answers), spectrum widths and likelihood temperature (the spectrum head's), where it has
+# them: the weights they belong to are checked to be bit-identical.
+# Usage: bash benchmark/retrain_flow.sh OUT_FOLDER [BASE]   (~30 min on 2 cores;
+#        deterministic; BASE: the shipped model, or a network trained without a flow head,
+#        e.g. benchmark/gpu_joint.py's joint_v4)
 #        cp OUT_FOLDER/best/* probstar/models/default/   (to ship it)
 set -euo pipefail
 out=${1:-runs/flow_ema}
-shipped=probstar/models/default
+shipped=${2:-probstar/models/default}
 probstar train --preset gpu --epochs 20 --output "$out" \
   --set init_from=$shipped reinit=outputs.flow train_only=outputs.flow spectrum_layers=2 \
   p_labels_only=0.6 lr=5e-4 labels_only_max=2 label_errors=true batch_size=512 \
@@ -29,11 +31,12 @@ from probstar.checkpoint import update_config
 
 shipped, new = sys.argv[1:]
 old_w, new_w = load_file(f"{shipped}/model.safetensors"), load_file(f"{new}/model.safetensors")
-assert old_w.keys() == new_w.keys()
-same = [k for k in old_w if not k.startswith("outputs.flow.")]
+same = [k for k in new_w if not k.startswith("outputs.flow.")]
+assert set(same) == {k for k in old_w if not k.startswith("outputs.flow.")}
 assert all(torch.equal(old_w[k], new_w[k]) for k in same), "a weight besides the flow moved"
 config = json.load(open(f"{shipped}/config.json"))
 update_config(new, **{k: config[k] for k in
-                      ("recalibration", "spectrum_widths", "likelihood_temperature")})
+                      ("recalibration", "spectrum_widths", "likelihood_temperature")
+                      if k in config})
 print(f"{new}: flow retrained, {len(same)} other tensors identical to {shipped}")
 EOF

@@ -76,11 +76,13 @@ def validation_stars() -> Observations:
     return simulate(5000, seed=VALIDATION_SEED)[0]
 
 
-def train_model(out: Path, seed: int = 0, first_stage: int = 1, start: str = "") -> None:
+def train_model(out: Path, seed: int = 0, first_stage: int = 1, start: str = "",
+                settings: list[str] | tuple[str, ...] = ()) -> None:
     """Train the simulated-population model into ``out`` on CPU cores: the ``sim``
     preset in :data:`STAGES`, each from the last one's best weights on a fresh population
     (N_TRAIN stars), then the recalibration. ``first_stage`` > 1 starts there, from the
-    weights in ``start`` (those of the stage before)."""
+    weights in ``start`` (those of the stage before); ``settings`` (``probstar train
+    --set`` syntax) change every stage's recipe."""
     if not 1 <= first_stage <= len(STAGES) or (first_stage > 1) != bool(start):
         raise ValueError("a first stage after 1 needs the previous stage's weights, and "
                          f"stages run 1..{len(STAGES)}; got {first_stage}, {start!r}")
@@ -91,7 +93,7 @@ def train_model(out: Path, seed: int = 0, first_stage: int = 1, start: str = "")
         train_obs, _ = simulate(N_TRAIN, seed=seed + 10 * (stage - 1))
         run = out.with_name(f"{out.name}_run{stage}")
         cfg = replace(PRESETS["sim"], lr=lr, epochs=epochs, label_error_min=error_min,
-                      init_from=start, seed=seed + stage - 1)
+                      init_from=start, seed=seed + stage - 1).with_settings(settings)
         train(cfg, train_obs, val_obs, run, data_hash=data_hash(train_obs))
         start = str(run / "best")
     install(Path(start), out, val_obs)
@@ -185,16 +187,19 @@ def main() -> None:
                        "checkpoint into --model and recalibrate it there")
     p.add_argument("--from-stage", nargs=2, metavar=("STAGE", "WEIGHTS"), help="with "
                    "--train: start at that stage from the previous stage's model folder")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="with "
+                   "--train: settings of every stage (probstar train --set syntax)")
     p.add_argument("--model", default=str(SHIPPED))
     p.add_argument("--output", default=str(HERE / "simulation.md"))
     args = p.parse_args()
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    if args.from_stage and not args.train:
-        p.error("--from-stage needs --train")
+    if (args.from_stage or args.set) and not args.train:
+        p.error("--from-stage and --set need --train")
     if args.train:
         first, start = args.from_stage or (1, "")
-        train_model(Path(args.model), first_stage=int(first), start=start)
+        train_model(Path(args.model), first_stage=int(first), start=start,
+                    settings=args.set)
     if args.install:
         install(Path(args.install), Path(args.model), validation_stars())
     model = load_model(args.model)
@@ -224,6 +229,7 @@ def main() -> None:
 
     command = "python validation/simulation.py" + (" --train" if args.train else "") + \
         (" --from-stage " + " ".join(args.from_stage) if args.from_stage else "") + \
+        (" --set " + " ".join(args.set) if args.set else "") + \
         (f" --install {args.install}" if args.install else "") + \
         (f" --model {args.model}" if args.model != str(SHIPPED) else "")
     out = ["# Calibration against exact answers (simulated population)\n",

@@ -1,0 +1,118 @@
+"""Operators dispatched per training step, by part: what a host-bound GPU step pays for.
+
+    python benchmark/step_operators.py                  # gpu_joint.py's joint_v3 recipe
+    python benchmark/step_operators.py --set outputs=gaussian,mixture   # no flow head
+
+On a GPU a training step of the real joint model is host-bound (GPU session 5: 4-6
+steps/s whatever the batch, benchmark/NOTES.md): its time is the host's, launching one
+kernel per operator. So the number of operators a step dispatches, and where they come
+from, says what to cut. They are counted here on the CPU with ``torch.profiler``, with a
+tiny network (the count does not depend on its width) and the GPU's code path (one
+network pass over the whole batch, ``encoded_outputs(grouped=False)``), part by part as
+``probstar.train.train`` runs a step. View operators (reshape, transpose, slicing...),
+which launch no kernel, are left out. The optimizer's and the moving average's counts are
+not the GPU's: on a CPU their ``_foreach`` operators fall back to one operator per
+tensor, on a GPU they are fused into a few kernels. Deterministic (seeded), ~30 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from probstar.data.library import load_split
+from probstar.model.network import N_SCALARS, ProbStarNet
+from probstar.model.spectrum import SpectrumHead
+from probstar.train import PARAMETER_MASK, PRESETS, head_losses, moving_average, \
+    normalized_tensors, sample_context
+from probstar.vocab import NAMES, Normalization
+
+import gpu_joint  # (benchmark/ is the script's folder)
+
+VIEWS = ("view", "as_strided", "detach", "resolve_", "alias", "squeeze", "transpose",
+         "aten::t", "expand", "slice", "select", "reshape", "permute", "unbind", "split",
+         "chunk", "narrow", "unflatten", "flatten")
+TINY = ["dim=16", "heads=2", "region_hidden=16", "batch_size=64"]
+
+
+def operators(fn):
+    """``fn()`` and the number of kernel-launching operators it dispatched."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        out = fn()
+    return out, sum(e.count for e in prof.key_averages()
+                    if e.key.startswith("aten::") and not any(v in e.key for v in VIEWS))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", default="joint_v3", choices=list(gpu_joint.RUNS),
+                   help="the recipe (benchmark/gpu_joint.py's runs)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="settings on top (probstar train --set syntax)")
+    p.add_argument("--steps", type=int, default=10)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cfg = PRESETS["gpu"].with_settings([*gpu_joint.RUNS[args.run], *TINY, *args.set])
+    obs = load_split("train")
+    obs = obs.select(np.arange(4096))
+    net = ProbStarNet(cfg.model)
+    norm = Normalization.fit(obs.values)
+    values, sigmas = normalized_tensors(obs, norm, torch.device("cpu"))
+    trained = torch.isfinite(values[:, :N_SCALARS]).any(0).nonzero().flatten()
+    targets_y, targets_var = values[:, trained], torch.nan_to_num(sigmas[:, trained]) ** 2
+    weight = torch.where(PARAMETER_MASK[trained], 1.0, cfg.photometry_weight)
+    joint = torch.tensor([i for i, t in enumerate(trained.tolist())
+                          if NAMES[t] in cfg.model.joint_names])
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr)
+    average = moving_average(net, cfg.ema or 0.999)
+    g = torch.Generator()
+    g.manual_seed(0)
+    counts: dict[str, int] = {}
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        idx = torch.randint(0, values.shape[0], (cfg.batch_size,), generator=g)
+        parts = {}
+        (context, context_sigmas), parts["context sampling"] = operators(
+            lambda: sample_context(values[idx], sigmas[idx], cfg, g))
+        (memory, absent), parts["encoder (tokens + self-attention)"] = operators(
+            lambda: net.memory(context, context_sigmas))
+        h, parts["decoder"] = operators(lambda: net.decode(memory, absent, trained))
+        y, var = targets_y[idx], targets_var[idx]
+        hidden = torch.isfinite(y) & ~torch.isfinite(context[:, trained])
+        losses, parts[f"losses of the heads ({', '.join(net.outputs)})"] = operators(
+            lambda: head_losses(net, h, torch.nan_to_num(y), var, hidden, joint, g,
+                                ~torch.isfinite(y), weight))
+        if net.spectrum is not None:
+            flux = values[idx][:, N_SCALARS:]
+            scored = torch.isfinite(flux) & ~torch.isfinite(context[:, N_SCALARS:])
+            losses["spectrum"], parts["spectrum head + loss"] = operators(
+                lambda: SpectrumHead.loss(
+                    net.spectrum(memory, absent), torch.nan_to_num(flux),
+                    torch.nan_to_num(sigmas[idx][:, N_SCALARS:]) ** 2, scored).sum()
+                / scored.sum().clamp(min=1))
+        total = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        _, parts["backward"] = operators(total.backward)
+        _, parts["clip + AdamW (CPU: unfused)"] = operators(lambda: (
+            torch.nn.utils.clip_grad_norm_(list(net.parameters()), 1.0), opt.step()))
+        _, parts["moving average (CPU: unfused)"] = operators(
+            lambda: average.update_parameters(net))
+        for k, v in parts.items():
+            counts[k] = counts.get(k, 0) + v
+    per_step = {k: v / args.steps for k, v in counts.items()}
+    forward_backward = sum(v for k, v in per_step.items() if "CPU" not in k)
+    print(f"run {args.run} {' '.join(args.set)}: operators per training step "
+          f"({args.steps} steps, batch {cfg.batch_size}, {time.perf_counter() - t0:.0f} s)")
+    for k, v in per_step.items():
+        share = "" if "CPU" in k else f"  {100 * v / forward_backward:4.1f}%"
+        print(f"  {k:38s} {v:8.0f}{share}")
+    print(f"  {'forward + backward':38s} {forward_backward:8.0f}")
+
+
+if __name__ == "__main__":
+    main()
