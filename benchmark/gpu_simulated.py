@@ -47,6 +47,10 @@ RUNS = {  # name: (model settings, training settings) that differ from the sim_g
     # the recipe the CPU runs found (benchmark/NOTES.md, "Why the simulated model reads
     # two colours poorly"): magnitudes hidden together, errors down to 2 K, from the start
     "sim_gpu_hidemag": ({}, HIDEMAG | {"batch_size": 4096}),
+    # with the photometry targets at a quarter of the labels' weight, which on 2 cores
+    # ends the Teff-only giant branch where the exact answer does (benchmark/NOTES.md,
+    # "The photometry weight in the simulated model")
+    "sim_gpu_photw025": ({}, HIDEMAG | {"batch_size": 4096, "photometry_weight": 0.25}),
     # continuations of a trained run (--init-from): a step takes about the same time at
     # any of these batch sizes (the host, not the GPU, sets the pace), so three sizes
     # with learning rates to match train side by side and validation picks one
