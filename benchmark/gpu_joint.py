@@ -12,7 +12,7 @@
   the network learn where the Teff-only giant branch ends.
 - ``joint_v4`` (the default): ``joint_v3`` without the flow head, which is trained
   afterwards on the fixed network on 2 CPU cores (``benchmark/retrain_flow.sh OUT
-  RUN/best``, as the shipped flow was). The flow's loss dispatches 73% of a step's
+  RUN/best``, as the shipped flow was). The flow's loss dispatches 72% of a step's
   operators (``python benchmark/step_operators.py``), and a step here is host-bound, so
   the lease buys ~3.6x fewer operators per step.
 - ``joint_v2_b2048``, ``joint_v2_b4096``: ``joint_v2`` at larger batches, which cost
@@ -59,8 +59,8 @@ RUNS = {  # name: --set overrides of the gpu preset
     # weight they smooth the Teff-only giant branch (benchmark/NOTES.md, "Where the
     # Teff-only giant branch ends")
     "joint_v3": JOINT_V3,
-    # joint_v3 without the flow head, most of a host-bound step's operators (9,744 of a
-    # step's forward and backward ones, 2,668 without it: benchmark/step_operators.py);
+    # joint_v3 without the flow head, most of a host-bound step's operators (9,768 of a
+    # step's forward and backward ones, 2,692 without it: benchmark/step_operators.py);
     # the flow trains on the fixed network afterwards, on CPU (benchmark/retrain_flow.sh)
     "joint_v4": [*JOINT_V3, "outputs=gaussian,mixture"],
     # joint_v2 at larger batches: a step is host-bound on the GPU (GPU session 5: 4-6

@@ -7,7 +7,7 @@ On a GPU a training step of the real joint model is host-bound (GPU session 5: 4
 steps/s whatever the batch, benchmark/NOTES.md): its time is the host's, launching one
 kernel per operator. So the number of operators a step dispatches, and where they come
 from, says what to cut. They are counted here on the CPU with ``torch.profiler``, with a
-tiny network (the count does not depend on its width) and the GPU's code path (one
+tiny network (the count does not depend on the width) and the GPU's code path (one
 network pass over the whole batch, ``encoded_outputs(grouped=False)``), part by part as
 ``probstar.train.train`` runs a step. View operators (reshape, transpose, slicing...),
 which launch no kernel, are left out. The optimizer's and the moving average's counts are
@@ -26,9 +26,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from probstar.data.library import load_split
 from probstar.model.network import N_SCALARS, ProbStarNet
-from probstar.model.spectrum import SpectrumHead
-from probstar.train import PARAMETER_MASK, PRESETS, head_losses, moving_average, \
-    normalized_tensors, sample_context
+from probstar.train import PARAMETER_MASK, PRESETS, encoded_outputs, head_losses, \
+    moving_average, normalized_tensors, sample_context
 from probstar.vocab import NAMES, Normalization
 
 import gpu_joint  # (benchmark/ is the script's folder)
@@ -79,22 +78,17 @@ def main() -> None:
         parts = {}
         (context, context_sigmas), parts["context sampling"] = operators(
             lambda: sample_context(values[idx], sigmas[idx], cfg, g))
-        (memory, absent), parts["encoder (tokens + self-attention)"] = operators(
-            lambda: net.memory(context, context_sigmas))
-        h, parts["decoder"] = operators(lambda: net.decode(memory, absent, trained))
+        (h, spectrum), parts["network pass (tokens, encoder, decoder, spectrum head)"] = \
+            operators(lambda: encoded_outputs(net, context, context_sigmas, values[idx],
+                                              sigmas[idx], trained, net.spectrum is not None,
+                                              grouped=False))
         y, var = targets_y[idx], targets_var[idx]
         hidden = torch.isfinite(y) & ~torch.isfinite(context[:, trained])
         losses, parts[f"losses of the heads ({', '.join(net.outputs)})"] = operators(
             lambda: head_losses(net, h, torch.nan_to_num(y), var, hidden, joint, g,
                                 ~torch.isfinite(y), weight))
-        if net.spectrum is not None:
-            flux = values[idx][:, N_SCALARS:]
-            scored = torch.isfinite(flux) & ~torch.isfinite(context[:, N_SCALARS:])
-            losses["spectrum"], parts["spectrum head + loss"] = operators(
-                lambda: SpectrumHead.loss(
-                    net.spectrum(memory, absent), torch.nan_to_num(flux),
-                    torch.nan_to_num(sigmas[idx][:, N_SCALARS:]) ** 2, scored).sum()
-                / scored.sum().clamp(min=1))
+        if spectrum is not None:
+            losses["spectrum"] = spectrum
         total = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         _, parts["backward"] = operators(total.backward)
@@ -110,8 +104,8 @@ def main() -> None:
           f"({args.steps} steps, batch {cfg.batch_size}, {time.perf_counter() - t0:.0f} s)")
     for k, v in per_step.items():
         share = "" if "CPU" in k else f"  {100 * v / forward_backward:4.1f}%"
-        print(f"  {k:38s} {v:8.0f}{share}")
-    print(f"  {'forward + backward':38s} {forward_backward:8.0f}")
+        print(f"  {k:56s} {v:8.0f}{share}")
+    print(f"  {'forward + backward':56s} {forward_backward:8.0f}")
 
 
 if __name__ == "__main__":
