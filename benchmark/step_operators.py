@@ -25,10 +25,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from probstar.data.library import load_split
-from probstar.model.network import N_SCALARS, ProbStarNet
-from probstar.train import PARAMETER_MASK, PRESETS, encoded_outputs, head_losses, \
-    moving_average, normalized_tensors, sample_context
-from probstar.vocab import NAMES, Normalization
+from probstar.model.network import ProbStarNet
+from probstar.train import PRESETS, encoded_outputs, head_losses, moving_average, \
+    normalized_tensors, sample_context, training_targets
+from probstar.vocab import Normalization
 
 import gpu_joint  # (benchmark/ is the script's folder)
 
@@ -62,13 +62,10 @@ def main() -> None:
     net = ProbStarNet(cfg.model)
     norm = Normalization.fit(obs.values)
     values, sigmas = normalized_tensors(obs, norm, torch.device("cpu"))
-    trained = torch.isfinite(values[:, :N_SCALARS]).any(0).nonzero().flatten()
-    targets_y, targets_var = values[:, trained], torch.nan_to_num(sigmas[:, trained]) ** 2
-    weight = torch.where(PARAMETER_MASK[trained], 1.0, cfg.photometry_weight)
-    joint = torch.tensor([i for i, t in enumerate(trained.tolist())
-                          if NAMES[t] in cfg.model.joint_names])
+    targets = training_targets(values, sigmas, cfg)
+    trained = targets.trained
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr)
-    average = moving_average(net, cfg.ema or 0.999)
+    average = moving_average(net, cfg.ema) if cfg.ema else None
     g = torch.Generator()
     g.manual_seed(0)
     counts: dict[str, int] = {}
@@ -82,11 +79,11 @@ def main() -> None:
             operators(lambda: encoded_outputs(net, context, context_sigmas, values[idx],
                                               sigmas[idx], trained, net.spectrum is not None,
                                               grouped=False))
-        y, var = targets_y[idx], targets_var[idx]
+        y, var = targets.y[idx], targets.var[idx]
         hidden = torch.isfinite(y) & ~torch.isfinite(context[:, trained])
         losses, parts[f"losses of the heads ({', '.join(net.outputs)})"] = operators(
-            lambda: head_losses(net, h, torch.nan_to_num(y), var, hidden, joint, g,
-                                ~torch.isfinite(y), weight))
+            lambda: head_losses(net, h, torch.nan_to_num(y), var, hidden, targets.joint, g,
+                                ~torch.isfinite(y), targets.weight))
         if spectrum is not None:
             losses["spectrum"] = spectrum
         total = sum(losses.values())
@@ -94,8 +91,9 @@ def main() -> None:
         _, parts["backward"] = operators(total.backward)
         _, parts["clip + AdamW (CPU: unfused)"] = operators(lambda: (
             torch.nn.utils.clip_grad_norm_(list(net.parameters()), 1.0), opt.step()))
-        _, parts["moving average (CPU: unfused)"] = operators(
-            lambda: average.update_parameters(net))
+        if average is not None:
+            _, parts["moving average (CPU: unfused)"] = operators(
+                lambda: average.update_parameters(net))
         for k, v in parts.items():
             counts[k] = counts.get(k, 0) + v
     per_step = {k: v / args.steps for k, v in counts.items()}

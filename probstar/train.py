@@ -65,6 +65,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -81,7 +82,7 @@ from .model.spectrum import SpectrumHead
 from .vocab import LABEL_NAMES, NAMES, Normalization, index_of
 
 __all__ = ["TrainConfig", "PRESETS", "train", "sample_context", "errors_seen", "joint_subsets",
-           "head_losses", "moving_average"]
+           "head_losses", "moving_average", "training_targets", "TrainingTargets"]
 
 CHUNK = 7  # pixels per masking chunk (343 = 49 x 7)
 LABELS = index_of(LABEL_NAMES)  # vocabulary columns of teff, logg, fe_h, alpha_m
@@ -526,6 +527,33 @@ def _init_from(net: ProbStarNet, folder: str, reinit: tuple[str, ...] = ()) -> N
     return norm
 
 
+class TrainingTargets(NamedTuple):
+    """What a training run scores, from its normalised data (see :func:`training_targets`)."""
+
+    shown: torch.Tensor  # (N_SCALARS,) bool: the scalar names the data has
+    trained: torch.Tensor  # vocabulary columns scored as targets (shown, not input_only)
+    y: torch.Tensor  # (n_stars, len(trained)) their labels (NaN = absent)
+    var: torch.Tensor  # their label variances (0 = unknown)
+    weight: torch.Tensor | None  # per target column (photometry_weight); None = all 1
+    joint: torch.Tensor  # positions in ``trained`` of the flow head's joint names
+
+
+def training_targets(values: torch.Tensor, sigmas: torch.Tensor,
+                     cfg: TrainConfig) -> TrainingTargets:
+    """The targets of a run on ``values``/``sigmas`` (normalised, drop_names removed):
+    every scalar the data has but the ``input_only`` ones, weighted as the recipe says."""
+    shown = torch.isfinite(values[:, :N_SCALARS]).any(0)
+    targets = shown.clone()
+    targets[_names(cfg.input_only)] = False
+    trained = targets.nonzero().flatten()
+    weight = None if cfg.photometry_weight == 1 else torch.where(
+        PARAMETER_MASK.to(values.device)[trained], 1.0, cfg.photometry_weight)
+    joint = torch.tensor([i for i, t in enumerate(trained.tolist())
+                          if NAMES[t] in cfg.model.joint_names], device=values.device)
+    return TrainingTargets(shown, trained, values[:, trained],
+                           torch.nan_to_num(sigmas[:, trained]) ** 2, weight, joint)
+
+
 def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_dir: str | Path,
           resume: bool = False, data_hash: str = "", progress: bool = True,
           stop_after: int | None = None) -> Path:
@@ -590,15 +618,8 @@ def train(cfg: TrainConfig, train_obs: Observations, val_obs: Observations, run_
 
     values, sigmas = normalized_tensors(train_obs, norm, device)
     values[:, _names(cfg.drop_names)] = torch.nan
-    shown = torch.isfinite(values[:, :N_SCALARS]).any(0)
-    targets = shown.clone()
-    targets[_names(cfg.input_only)] = False
-    trained = targets.nonzero().flatten()
-    targets_y, targets_var = values[:, trained], torch.nan_to_num(sigmas[:, trained]) ** 2
-    target_weight = None if cfg.photometry_weight == 1 else torch.where(
-        PARAMETER_MASK.to(device)[trained], 1.0, cfg.photometry_weight)
-    joint = torch.tensor([i for i, t in enumerate(trained.tolist())
-                          if NAMES[t] in cfg.model.joint_names], device=device)
+    shown, trained, targets_y, targets_var, target_weight, joint = \
+        training_targets(values, sigmas, cfg)
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=0.0 if tune_new else cfg.weight_decay)  # (decay
     # would shrink the frozen rows of a partly trained embedding)
