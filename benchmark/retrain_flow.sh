@@ -12,12 +12,15 @@
 # Usage: bash benchmark/retrain_flow.sh OUT_FOLDER [BASE]   (~30 min on 2 cores;
 #        deterministic; BASE: the shipped model, or a network trained without a flow head,
 #        e.g. benchmark/gpu_joint.py's joint_v4)
+#        PRESET=cpu ARCH="dropout=0.05 spectrum_layers=2" bash benchmark/retrain_flow.sh ...
+#        for a BASE of another architecture: its preset and model settings (default: the
+#        gpu preset with a spectrum head, the shipped model's)
 #        cp OUT_FOLDER/best/* probstar/models/default/   (to ship it)
 set -euo pipefail
 out=${1:-runs/flow_ema}
 shipped=${2:-probstar/models/default}
-probstar train --preset gpu --epochs 20 --output "$out" \
-  --set init_from=$shipped reinit=outputs.flow train_only=outputs.flow spectrum_layers=2 \
+probstar train --preset "${PRESET:-gpu}" --epochs 20 --output "$out" \
+  --set init_from=$shipped reinit=outputs.flow train_only=outputs.flow ${ARCH:-spectrum_layers=2} \
   p_labels_only=0.6 lr=5e-4 labels_only_max=2 label_errors=true batch_size=512 \
   checkpoint_every=1 device=cpu threads=2 ema=0.995
 python - "$shipped" "$out/best" <<'EOF'
