@@ -36,13 +36,14 @@ from probstar.data import load_split
 from probstar.evaluate import robust_scatter
 from probstar.inverse import (PARAMETERS, PhotometryLikelihood, Prior, SpectrumLikelihood,
                               run_emcee)
-from probstar.query import load_model
+from probstar.query import load_model, shipped_model_path
 from probstar.recalibration import mixture_arrays, mixture_pit
 from probstar.vocab import index_of
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "validation"))
-from inverse import _read_cache, coverage68, summarise  # noqa: E402  (validation/inverse.py)
+from inverse import _read_cache, coverage68, summarise, weights_digest  # noqa: E402
+# (validation/inverse.py)
 
 COLOURS = ("j_h", "j_k")
 SETTINGS = ("spectrum", "spectrum + j_h, j_k")
@@ -50,9 +51,9 @@ LEVELS = (0.5, 0.68, 0.9, 0.95)
 _WORKER: dict = {}
 
 
-def _init_worker(args: dict) -> None:
+def _init_worker(args: dict, model: str | None) -> None:
     torch.set_num_threads(1)
-    _WORKER.update(model=load_model(), prior=Prior.training_population(), args=args)
+    _WORKER.update(model=load_model(model), prior=Prior.training_population(), args=args)
 
 
 def _run(job) -> tuple[int, str, dict]:
@@ -110,15 +111,17 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--burn", type=int, default=1000)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     p.add_argument("--cache", default=str(ROOT / "benchmark/results/inverse_photometry.jsonl"))
     p.add_argument("--output", default=str(ROOT / "benchmark/results/inverse_photometry.md"))
     args = p.parse_args()
     t_start = time.perf_counter()
     torch.set_num_threads(args.workers)
-    model = load_model()
+    model = load_model(args.model)
     stars = chosen_stars(args.stars)
     xp, cols = index_of("xp"), index_of(list(PARAMETERS))
-    keys = {k: getattr(args, k) for k in ("walkers", "steps", "burn")}
+    keys = {**{k: getattr(args, k) for k in ("walkers", "steps", "burn")},
+            "model": weights_digest(args.model or shipped_model_path())}
     done = {(i, s): row for s in SETTINGS
             for i, row in _read_cache(args.cache, {**keys, "setting": s}).items()}
     cache = Path(args.cache)
@@ -126,7 +129,7 @@ def main() -> None:
              stars.values[i, index_of(list(COLOURS))]) for i in range(len(stars))
             for s in SETTINGS if (i, s) not in done]
     if jobs:
-        with mp.get_context("spawn").Pool(args.workers, _init_worker, (keys,)) as pool, \
+        with mp.get_context("spawn").Pool(args.workers, _init_worker, (keys, args.model)) as pool, \
                 cache.open("a") as out:
             for i, setting, result in tqdm(pool.imap_unordered(_run, jobs), total=len(jobs),
                                            desc="emcee", unit="run"):

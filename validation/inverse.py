@@ -48,6 +48,7 @@ by anything else) goes on where it stopped, and the report covers every cached s
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -133,6 +134,12 @@ def coverage68(answer: dict, truth: np.ndarray, error: np.ndarray) -> np.ndarray
     return np.abs(truth - answer["median"]) < half
 
 
+def weights_digest(folder: str | Path) -> str:
+    """The cache's name of a model: the start of its weights' SHA-256, so that cached
+    runs of one model are never read as another's (a folder name can change hands)."""
+    return hashlib.sha256((Path(folder) / "model.safetensors").read_bytes()).hexdigest()[:16]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stars", type=int, default=50)
@@ -192,7 +199,7 @@ def main() -> None:
     t_amortised = (time.perf_counter() - t0) / len(stars)
 
     sampling = {"sampler": args.sampler, "temperature": temperature,
-                "model": args.model or "shipped",
+                "model": weights_digest(args.model or shipped_model_path()),
                 **{k: getattr(args, k) for k in SAMPLER_OPTIONS[args.sampler]}}
     results = _read_cache(args.cache, sampling)
     jobs = [(i, stars.values[i, xp], stars.errors[i, xp]) for i in range(len(stars))

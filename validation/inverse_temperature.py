@@ -36,9 +36,9 @@ HERE = Path(__file__).resolve().parent
 _WORKER: dict = {}
 
 
-def _init_worker(steps: int, burn: int, sampled_at: float) -> None:
+def _init_worker(model: str | None, steps: int, burn: int, sampled_at: float) -> None:
     torch.set_num_threads(1)
-    _WORKER.update(model=load_model(), prior=Prior.training_population(), steps=steps,
+    _WORKER.update(model=load_model(model), prior=Prior.training_population(), steps=steps,
                    burn=burn, sampled_at=sampled_at)
 
 
@@ -64,6 +64,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--burn", type=int, default=500)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     p.add_argument("--output", default=str(HERE / "inverse_temperature.md"))
     args = p.parse_args()
     cols, xp = index_of(list(PARAMETERS)), index_of("xp")
@@ -74,7 +75,7 @@ def main() -> None:
     jobs = [(i, stars.values[i, xp], stars.errors[i, xp]) for i in range(len(stars))]
     runs = {}
     with mp.get_context("spawn").Pool(args.workers, _init_worker,
-                                      (args.steps, args.burn, args.sampled_at)) as pool:
+                                      (args.model, args.steps, args.burn, args.sampled_at)) as pool:
         for i, draws, log_like in tqdm(pool.imap_unordered(_sample_star, jobs),
                                        total=len(jobs), desc="emcee", unit="star"):
             runs[i] = draws, log_like
