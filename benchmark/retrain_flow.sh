@@ -18,12 +18,12 @@
 #        cp OUT_FOLDER/best/* probstar/models/default/   (to ship it)
 set -euo pipefail
 out=${1:-runs/flow_ema}
-shipped=${2:-probstar/models/default}
+base=${2:-probstar/models/default}
 probstar train --preset "${PRESET:-gpu}" --epochs 20 --output "$out" \
-  --set init_from=$shipped reinit=outputs.flow train_only=outputs.flow ${ARCH:-spectrum_layers=2} \
+  --set init_from=$base reinit=outputs.flow train_only=outputs.flow ${ARCH:-spectrum_layers=2} \
   p_labels_only=0.6 lr=5e-4 labels_only_max=2 label_errors=true batch_size=512 \
   checkpoint_every=1 device=cpu threads=2 ema=0.995
-python - "$shipped" "$out/best" <<'EOF'
+python - "$base" "$out/best" <<'EOF'
 import json
 import sys
 
@@ -32,14 +32,14 @@ from safetensors.torch import load_file
 
 from probstar.checkpoint import update_config
 
-shipped, new = sys.argv[1:]
-old_w, new_w = load_file(f"{shipped}/model.safetensors"), load_file(f"{new}/model.safetensors")
+base, new = sys.argv[1:]
+old_w, new_w = load_file(f"{base}/model.safetensors"), load_file(f"{new}/model.safetensors")
 same = [k for k in new_w if not k.startswith("outputs.flow.")]
 assert set(same) == {k for k in old_w if not k.startswith("outputs.flow.")}
 assert all(torch.equal(old_w[k], new_w[k]) for k in same), "a weight besides the flow moved"
-config = json.load(open(f"{shipped}/config.json"))
+config = json.load(open(f"{base}/config.json"))
 update_config(new, **{k: config[k] for k in
                       ("recalibration", "spectrum_widths", "likelihood_temperature")
                       if k in config})
-print(f"{new}: flow retrained, {len(same)} other tensors identical to {shipped}")
+print(f"{new}: flow retrained, {len(same)} other tensors identical to {base}")
 EOF

@@ -8,7 +8,7 @@
 # (2) the spectrum head on the fixed trunk (finetune_spectrum.sh); (3) the flow on the
 # fixed network (retrain_flow.sh); (4) the recalibration maps and spectrum widths fitted
 # on the validation split. Every stage keeps its best validation epoch.
-# Usage: bash benchmark/train_cpu_model.sh OUT [TRUNK]   (~2 h on 2 cores, deterministic)
+# Usage: bash benchmark/train_cpu_model.sh OUT [TRUNK]   (~80 min on 2 cores, deterministic)
 #        TRUNK: a stage-1 run already trained with these settings (stage 1 is skipped);
 #        then OUT/flow/best is the model (validation/*.py --model OUT/flow/best)
 set -euo pipefail
